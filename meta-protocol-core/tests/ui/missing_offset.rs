@@ -1,0 +1,11 @@
+use meta_protocol_core::BinaryHeader;
+
+#[derive(BinaryHeader, Clone, Debug)]
+struct H {
+    #[field(offset = 0)]
+    a: u8,
+    #[field(meta)]
+    b: u16,
+}
+
+fn main() {}

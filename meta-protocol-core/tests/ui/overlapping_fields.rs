@@ -1,0 +1,11 @@
+use meta_protocol_core::BinaryHeader;
+
+#[derive(BinaryHeader, Clone, Debug)]
+struct H {
+    #[field(offset = 0)]
+    a: u32,
+    #[field(offset = 2)]
+    b: u16,
+}
+
+fn main() {}

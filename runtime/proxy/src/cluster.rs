@@ -1,0 +1,322 @@
+//! A cluster at run time: its endpoints' connection pools, and the shared sans-IO core's
+//! balancer, circuit breakers and outlier detector behind one lock.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use meta_protocol_core::{Message, NewCodec};
+use meta_protocol_runtime::lb::{Balancer, Endpoint as LbEndpoint, PickInput};
+use meta_protocol_runtime::resilience::{
+    AttemptFailure, Breaker, OutlierDetector, OutlierEvent, Resource, RetryPolicy,
+};
+use tokio::sync::oneshot;
+
+use crate::config::{ClusterConfig, PoolMode};
+use crate::stats::Counter;
+use crate::upstream::{Outbound, UpstreamConn, UpstreamError};
+
+/// Why a call to a cluster produced no reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// A circuit breaker is open.
+    #[error("circuit breaker open ({0:?})")]
+    Overflow(Resource),
+    /// No endpoint is healthy.
+    #[error("no healthy endpoint")]
+    NoHealthy,
+    /// The reply did not come in time.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The upstream failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// Per-cluster counters.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// Requests sent.
+    pub requests: Counter,
+    /// Replies received.
+    pub replies: Counter,
+    /// Calls that timed out.
+    pub timeouts: Counter,
+    /// Calls that failed on the connection.
+    pub failures: Counter,
+    /// Calls refused by a breaker.
+    pub overflows: Counter,
+    /// Endpoints ejected by outlier detection.
+    pub ejections: Counter,
+    /// Upstream connections opened.
+    pub connections_opened: Counter,
+}
+
+pub(crate) struct Cluster {
+    pub(crate) name: String,
+    endpoints: Vec<EndpointPool>,
+    core: Mutex<Core>,
+    codec: Arc<dyn NewCodec>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    multiplexed: bool,
+    max_connections: u32,
+    open_connections: Arc<AtomicUsize>,
+    pub(crate) stats: ClusterStats,
+}
+
+struct Core {
+    balancer: Balancer,
+    breaker: Breaker,
+    outlier: Option<OutlierDetector>,
+}
+
+struct EndpointPool {
+    addr: SocketAddr,
+    slots: Vec<tokio::sync::Mutex<Option<UpstreamConn>>>,
+    next: AtomicUsize,
+    active: AtomicU32,
+    /// Replies counted per endpoint (the demo prints these).
+    replies: Counter,
+}
+
+/// Holds one unit of a breaker resource until dropped.
+pub(crate) struct Permit<'a> {
+    cluster: &'a Cluster,
+    resource: Resource,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.cluster.core().breaker.release(self.resource);
+    }
+}
+
+impl Cluster {
+    pub(crate) fn new(config: &ClusterConfig, codec: Arc<dyn NewCodec>) -> Self {
+        let endpoints: Vec<EndpointPool> = config
+            .endpoints
+            .iter()
+            .map(|e| EndpointPool {
+                // Validated by `Config::validate`.
+                addr: e
+                    .address
+                    .parse()
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+                slots: (0..config.pool.connections_per_endpoint)
+                    .map(|_| tokio::sync::Mutex::new(None))
+                    .collect(),
+                next: AtomicUsize::new(0),
+                active: AtomicU32::new(0),
+                replies: Counter::default(),
+            })
+            .collect();
+        let lb_endpoints = config
+            .endpoints
+            .iter()
+            .map(|e| LbEndpoint {
+                id: e.address.clone(),
+                weight: e.weight,
+                healthy: true,
+            })
+            .collect();
+        Cluster {
+            name: config.name.clone(),
+            core: Mutex::new(Core {
+                balancer: Balancer::new(config.lb_policy, lb_endpoints),
+                breaker: Breaker::new(config.circuit_breakers),
+                outlier: config
+                    .outlier_detection
+                    .map(|o| OutlierDetector::new(o, endpoints.len())),
+            }),
+            endpoints,
+            codec,
+            connect_timeout: config.connect_timeout,
+            idle_timeout: config.idle_timeout,
+            multiplexed: config.pool.mode == PoolMode::Multiplexed,
+            max_connections: config.circuit_breakers.max_connections,
+            open_connections: Arc::new(AtomicUsize::new(0)),
+            stats: ClusterStats::default(),
+        }
+    }
+
+    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+        // A panic while holding the lock leaves plain counters behind; keep using them.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn permit(&self, resource: Resource) -> Result<Permit<'_>, CallError> {
+        if self.core().breaker.try_acquire(resource) {
+            Ok(Permit {
+                cluster: self,
+                resource,
+            })
+        } else {
+            self.stats.overflows.inc();
+            Err(CallError::Overflow(resource))
+        }
+    }
+
+    /// A permit for one retry, when the policy and the retry budget allow it.
+    pub(crate) fn retry_permit(
+        &self,
+        policy: &RetryPolicy,
+        failure: AttemptFailure<'_>,
+        attempts: u32,
+    ) -> Option<Permit<'_>> {
+        let allowed = {
+            let core = self.core();
+            policy.should_retry(
+                failure,
+                attempts,
+                core.breaker.outstanding(Resource::Retry),
+                core.breaker.outstanding(Resource::Request),
+            )
+        };
+        if allowed {
+            self.permit(Resource::Retry).ok()
+        } else {
+            None
+        }
+    }
+
+    /// Addresses and reply counts per endpoint.
+    pub(crate) fn endpoint_replies(&self) -> Vec<(SocketAddr, u64)> {
+        self.endpoints
+            .iter()
+            .map(|e| (e.addr, e.replies.get()))
+            .collect()
+    }
+
+    fn pick(&self, hash: Option<u64>, random: u64, now: Instant) -> Option<usize> {
+        let active: Vec<u32> = self
+            .endpoints
+            .iter()
+            .map(|e| e.active.load(Ordering::Relaxed))
+            .collect();
+        let mut core = self.core();
+        let core = &mut *core;
+        if let Some(outlier) = &core.outlier {
+            for i in 0..self.endpoints.len() {
+                core.balancer.set_healthy(i, !outlier.is_ejected(i, now));
+            }
+        }
+        core.balancer.pick(PickInput {
+            random,
+            hash,
+            active: &active,
+        })
+    }
+
+    fn record(&self, endpoint: usize, ok: bool) {
+        let now = Instant::now();
+        let mut core = self.core();
+        let Some(outlier) = core.outlier.as_mut() else {
+            return;
+        };
+        if ok {
+            outlier.success(endpoint);
+        } else if let OutlierEvent::Ejected(until) = outlier.failure(endpoint, now) {
+            self.stats.ejections.inc();
+            tracing::warn!(
+                cluster = %self.name,
+                endpoint = %self.endpoints[endpoint].addr,
+                for_ms = until.saturating_duration_since(now).as_millis() as u64,
+                "endpoint ejected"
+            );
+        }
+    }
+
+    async fn connection(&self, i: usize) -> Result<UpstreamConn, CallError> {
+        let ep = &self.endpoints[i];
+        let slot = ep.next.fetch_add(1, Ordering::Relaxed) % ep.slots.len();
+        let mut guard = ep.slots[slot].lock().await;
+        if let Some(c) = guard.as_ref().filter(|c| c.is_open()) {
+            return Ok(c.clone());
+        }
+        let _pending = self.permit(Resource::Pending)?;
+        if self.open_connections.load(Ordering::Relaxed) >= self.max_connections as usize {
+            self.stats.overflows.inc();
+            return Err(CallError::Overflow(Resource::Connection));
+        }
+        let conn = UpstreamConn::connect(
+            ep.addr,
+            &self.codec,
+            self.connect_timeout,
+            self.idle_timeout,
+            self.multiplexed,
+            self.open_connections.clone(),
+        )
+        .await?;
+        self.stats.connections_opened.inc();
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends `msg` to an endpoint and waits for its reply (`Ok(None)` for requests that get
+    /// none).
+    pub(crate) async fn call(
+        &self,
+        msg: Message,
+        expects_reply: bool,
+        hash: Option<u64>,
+        random: u64,
+        timeout: Duration,
+    ) -> Result<Option<Message>, CallError> {
+        let _request = self.permit(Resource::Request)?;
+        let i = self
+            .pick(hash, random, Instant::now())
+            .ok_or(CallError::NoHealthy)?;
+        let ep = &self.endpoints[i];
+        self.stats.requests.inc();
+        ep.active.fetch_add(1, Ordering::Relaxed);
+        let result = self.call_endpoint(i, msg, expects_reply, timeout).await;
+        ep.active.fetch_sub(1, Ordering::Relaxed);
+        match &result {
+            Ok(Some(_)) => {
+                self.stats.replies.inc();
+                ep.replies.inc();
+                self.record(i, true);
+            }
+            Ok(None) => {}
+            Err(CallError::Timeout(_)) => {
+                self.stats.timeouts.inc();
+                self.record(i, false);
+            }
+            Err(_) => {
+                self.stats.failures.inc();
+                self.record(i, false);
+            }
+        }
+        result
+    }
+
+    async fn call_endpoint(
+        &self,
+        i: usize,
+        msg: Message,
+        expects_reply: bool,
+        timeout: Duration,
+    ) -> Result<Option<Message>, CallError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let conn = tokio::time::timeout_at(deadline, self.connection(i))
+            .await
+            .map_err(|_| CallError::Timeout(timeout))??;
+        if !expects_reply {
+            conn.send(Outbound { msg, reply: None }).await?;
+            return Ok(None);
+        }
+        let (tx, rx) = oneshot::channel();
+        conn.send(Outbound {
+            msg,
+            reply: Some(tx),
+        })
+        .await?;
+        match tokio::time::timeout_at(deadline, rx).await {
+            Err(_) => Err(CallError::Timeout(timeout)),
+            Ok(Err(_)) => Err(UpstreamError::Reset("connection task ended".into()).into()),
+            Ok(Ok(reply)) => Ok(Some(reply?)),
+        }
+    }
+}

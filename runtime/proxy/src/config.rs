@@ -1,0 +1,390 @@
+//! The proxy's YAML configuration (documented in full in `docs/configuration.md`).
+//!
+//! Loading is two steps: serde reads the YAML strictly (unknown keys are errors, reported with
+//! their path, e.g. `listeners[0].codec.nmae`), then [`Config::validate`] checks what types
+//! cannot: codec names and options, route references to clusters, addresses, weights.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use meta_protocol_core::{CodecConfig, CodecRegistry};
+use meta_protocol_runtime::duration;
+use meta_protocol_runtime::lb::Policy;
+use meta_protocol_runtime::resilience::{BreakerLimits, OutlierConfig, RetryPolicy};
+use meta_protocol_runtime::route::{RouteConfig, Router};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the admin endpoint (stats, config dump) listens; none when absent.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Downstream listeners.
+    pub listeners: Vec<ListenerConfig>,
+    /// Upstream clusters.
+    #[serde(default)]
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// The admin endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `ip:port`.
+    pub address: String,
+}
+
+/// One listener: an address, a protocol, and its routes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// The listener's name, used in stats and logs.
+    pub name: String,
+    /// `ip:port` to listen on.
+    pub address: String,
+    /// The protocol spoken on this listener and to its clusters.
+    pub codec: CodecSection,
+    /// Routes, inline.
+    pub route_config: RouteConfig,
+    /// Most downstream connections at once; more are refused.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A downstream connection with nothing in flight is closed after this long.
+    #[serde(default = "default_idle_timeout", with = "duration")]
+    pub idle_timeout: Duration,
+    /// Timeout for each request when its route sets none.
+    #[serde(default = "default_request_timeout", with = "duration")]
+    pub request_timeout: Duration,
+    /// Retry policy for the listener's requests.
+    #[serde(default)]
+    pub retry_policy: RetryPolicy,
+}
+
+/// A codec and its options, as in [`CodecConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodecSection {
+    /// The registered codec name.
+    pub name: String,
+    /// Largest frame in bytes (codec default when absent).
+    #[serde(default)]
+    pub max_frame_size: Option<usize>,
+    /// Codec-specific options.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+impl CodecSection {
+    /// As the registry wants it.
+    pub fn to_codec_config(&self) -> CodecConfig {
+        CodecConfig {
+            name: self.name.clone(),
+            max_frame_size: self.max_frame_size,
+            options: self.options.clone(),
+        }
+    }
+}
+
+/// An upstream cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The cluster's name, referenced by routes.
+    pub name: String,
+    /// Static endpoints.
+    pub endpoints: Vec<EndpointConfig>,
+    /// How requests are spread over the endpoints.
+    #[serde(default)]
+    pub lb_policy: Policy,
+    /// Connection attempts fail after this long.
+    #[serde(default = "default_connect_timeout", with = "duration")]
+    pub connect_timeout: Duration,
+    /// Upstream connections with nothing in flight are closed after this long.
+    #[serde(default = "default_idle_timeout", with = "duration")]
+    pub idle_timeout: Duration,
+    /// Circuit-breaker thresholds.
+    #[serde(default)]
+    pub circuit_breakers: BreakerLimits,
+    /// Outlier detection; none when absent.
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierConfig>,
+    /// Connection pool.
+    #[serde(default)]
+    pub pool: PoolConfig,
+}
+
+/// One endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// `ip:port`.
+    pub address: String,
+    /// Relative weight (default 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Locality (zone) label, reported in stats.
+    #[serde(default)]
+    pub locality: Option<String>,
+}
+
+/// How requests share upstream connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// `multiplexed`: many downstream connections share a few upstream connections (the proxy
+    /// rewrites request ids; ordered protocols pipeline in order). `exclusive`: one request at
+    /// a time per upstream connection.
+    pub mode: PoolMode,
+    /// Upstream connections per endpoint.
+    pub connections_per_endpoint: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            mode: PoolMode::Multiplexed,
+            connections_per_endpoint: 2,
+        }
+    }
+}
+
+/// See [`PoolConfig::mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolMode {
+    /// Shared connections, ids rewritten.
+    Multiplexed,
+    /// One request at a time per connection.
+    Exclusive,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// A configuration that cannot be used; the message names the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// Where in the configuration, e.g. `listeners[0].codec.name`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn at(path: impl Into<String>, message: impl ToString) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the offending key.
+    pub fn load(path: &Path, codecs: &CodecRegistry) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::at(path.display().to_string(), e))?;
+        Self::parse(&text, codecs)
+    }
+
+    /// Parses and validates YAML text.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the offending key.
+    pub fn parse(text: &str, codecs: &CodecRegistry) -> Result<Self, ConfigError> {
+        let de = serde_norway::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::at(if path == "." { "(top)".into() } else { path }, e.inner())
+        })?;
+        config.validate(codecs)?;
+        Ok(config)
+    }
+
+    /// Checks everything the types do not.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the offending key.
+    pub fn validate(&self, codecs: &CodecRegistry) -> Result<(), ConfigError> {
+        if let Some(admin) = &self.admin {
+            parse_addr("admin.address", &admin.address)?;
+        }
+        let mut clusters = BTreeSet::new();
+        for (i, c) in self.clusters.iter().enumerate() {
+            let at = |k: &str| format!("clusters[{i}].{k}");
+            if c.name.is_empty() {
+                return Err(ConfigError::at(at("name"), "must not be empty"));
+            }
+            if !clusters.insert(c.name.as_str()) {
+                return Err(ConfigError::at(
+                    at("name"),
+                    format!("`{}` is defined twice", c.name),
+                ));
+            }
+            if c.endpoints.is_empty() {
+                return Err(ConfigError::at(
+                    at("endpoints"),
+                    "needs at least one endpoint",
+                ));
+            }
+            for (j, e) in c.endpoints.iter().enumerate() {
+                parse_addr(&at(&format!("endpoints[{j}].address")), &e.address)?;
+                if e.weight == 0 {
+                    return Err(ConfigError::at(
+                        at(&format!("endpoints[{j}].weight")),
+                        "must be at least 1",
+                    ));
+                }
+            }
+            if c.pool.connections_per_endpoint == 0 {
+                return Err(ConfigError::at(
+                    at("pool.connections_per_endpoint"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        if self.listeners.is_empty() {
+            return Err(ConfigError::at("listeners", "needs at least one listener"));
+        }
+        let mut names = BTreeSet::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let at = |k: &str| format!("listeners[{i}].{k}");
+            if !names.insert(l.name.as_str()) {
+                return Err(ConfigError::at(
+                    at("name"),
+                    format!("`{}` is defined twice", l.name),
+                ));
+            }
+            parse_addr(&at("address"), &l.address)?;
+            codecs
+                .build(&l.codec.to_codec_config())
+                .map_err(|e| ConfigError::at(at("codec"), e))?;
+            let router =
+                Router::new(&l.route_config).map_err(|e| ConfigError::at(at("route_config"), e))?;
+            for (r, route) in router.routes().iter().enumerate() {
+                for cluster in route.clusters() {
+                    if !clusters.contains(cluster) {
+                        return Err(ConfigError::at(
+                            at(&format!("route_config.routes[{r}]")),
+                            format!(
+                                "route `{}` names cluster `{cluster}`, which is not defined",
+                                route.name()
+                            ),
+                        ));
+                    }
+                }
+            }
+            if l.max_connections == 0 {
+                return Err(ConfigError::at(at("max_connections"), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_addr(path: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse()
+        .map_err(|_| ConfigError::at(path, format!("`{s}` is not an ip:port address")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> CodecRegistry {
+        crate::builtin_codecs()
+    }
+
+    const GOOD: &str = r#"
+listeners:
+  - name: in
+    address: 127.0.0.1:7000
+    codec: { name: minirpc }
+    route_config:
+      name: r
+      routes:
+        - name: all
+          route: { cluster: backend }
+clusters:
+  - name: backend
+    endpoints: [{ address: 127.0.0.1:7001 }]
+"#;
+
+    #[test]
+    fn a_minimal_config_loads_with_defaults() {
+        let c = Config::parse(GOOD, &registry()).expect("valid");
+        assert_eq!(c.clusters[0].lb_policy, Policy::RoundRobin);
+        assert_eq!(c.clusters[0].pool.mode, PoolMode::Multiplexed);
+        assert_eq!(c.listeners[0].request_timeout, Duration::from_secs(15));
+    }
+
+    #[track_caller]
+    fn error(yaml: &str) -> String {
+        Config::parse(yaml, &registry())
+            .expect_err("invalid")
+            .to_string()
+    }
+
+    #[test]
+    fn errors_name_the_offending_key() {
+        let e = error(&GOOD.replace("codec: { name: minirpc }", "codec: { nmae: minirpc }"));
+        assert!(e.starts_with("listeners[0].codec"), "{e}");
+        assert!(e.contains("unknown field `nmae`"), "{e}");
+
+        let e = error(&GOOD.replace("name: minirpc", "name: grpc"));
+        assert!(
+            e.starts_with("listeners[0].codec: unknown codec `grpc`"),
+            "{e}"
+        );
+
+        let e = error(&GOOD.replace("{ cluster: backend }", "{ cluster: nowhere }"));
+        assert_eq!(
+            e,
+            "listeners[0].route_config.routes[0]: route `all` names cluster `nowhere`, which is not defined"
+        );
+
+        let e = error(&GOOD.replace("127.0.0.1:7001", "localhost"));
+        assert_eq!(
+            e,
+            "clusters[0].endpoints[0].address: `localhost` is not an ip:port address"
+        );
+
+        let e = error(&GOOD.replace(
+            "name: minirpc }",
+            "name: minirpc, options: { depth: '3' } }",
+        ));
+        assert_eq!(
+            e,
+            "listeners[0].codec: codec `minirpc`: unknown option `depth`"
+        );
+
+        let e = error(&format!("{GOOD}    lb_policy: fastest\n"));
+        assert!(e.starts_with("clusters[0].lb_policy"), "{e}");
+
+        let e = error(&format!("{GOOD}    connect_timeout: 5 seconds\n"));
+        assert!(e.starts_with("clusters[0].connect_timeout"), "{e}");
+    }
+}

@@ -1,0 +1,391 @@
+//! Listeners and downstream connections: decode requests, route them through the shared core,
+//! call the cluster, and write replies (in request order where the protocol needs it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use meta_protocol_core::{
+    Codec, Correlation, DecodeError, ErrorKind, ErrorReply, Message, MessageKind, NewCodec,
+    RequestContext, Role,
+};
+use meta_protocol_runtime::mux::Reorder;
+use meta_protocol_runtime::resilience::{AttemptFailure, RetryPolicy};
+use meta_protocol_runtime::route::Router;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::cluster::{CallError, Cluster};
+use crate::stats::Counter;
+use crate::upstream::UpstreamError;
+
+/// What one listener runs with; replaced whole on reload.
+pub(crate) struct ListenerRuntime {
+    pub(crate) codec: Arc<dyn NewCodec>,
+    pub(crate) router: Router,
+    pub(crate) clusters: HashMap<String, Arc<Cluster>>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) retry: RetryPolicy,
+    /// Requests per route, in route order.
+    pub(crate) route_requests: Vec<Counter>,
+}
+
+/// Counters that survive reloads.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Downstream connections accepted.
+    pub connections: Counter,
+    /// Downstream connections refused (max_connections).
+    pub refused: Counter,
+    /// Downstream connections closed for lost framing.
+    pub framing_errors: Counter,
+    /// Requests decoded.
+    pub requests: Counter,
+    /// Error replies built locally.
+    pub local_replies: Counter,
+    /// Heartbeats answered locally.
+    pub heartbeats: Counter,
+}
+
+/// A listener's current runtime, swappable on reload.
+pub(crate) struct ListenerHandle {
+    pub(crate) current: RwLock<Arc<ListenerRuntime>>,
+    pub(crate) stats: ListenerStats,
+}
+
+impl ListenerHandle {
+    pub(crate) fn current(&self) -> Arc<ListenerRuntime> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn replace(&self, rt: ListenerRuntime) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rt);
+    }
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    handle: Arc<ListenerHandle>,
+    max_connections: usize,
+    mut shutdown: watch::Receiver<bool>,
+    connections: Arc<tokio::sync::Notify>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let limit = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = draining(&mut shutdown) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            handle.stats.refused.inc();
+            drop(stream);
+            continue;
+        };
+        handle.stats.connections.inc();
+        let _ = stream.set_nodelay(true);
+        let handle = handle.clone();
+        let shutdown = shutdown.clone();
+        let connections = connections.clone();
+        let open = open.clone();
+        open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::spawn(async move {
+            if let Err(e) = serve(stream, &handle, shutdown).await {
+                tracing::debug!(%peer, error = %e, "downstream connection closed");
+            }
+            drop(permit);
+            open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            connections.notify_waiters();
+        });
+    }
+}
+
+/// Returns once the proxy starts draining (or is gone).
+async fn draining(shutdown: &mut watch::Receiver<bool>) {
+    // `wait_for` fails only when the sender is gone, which also means stop.
+    let _ = shutdown.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// What became of one request.
+// `Reply` is the common case; boxing it would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Outcome {
+    Reply(Message),
+    Local(ErrorKind, String),
+    NoReply,
+}
+
+struct Done {
+    seq: Option<u64>,
+    ctx: RequestContext,
+    route: Option<Arc<ListenerRuntime>>,
+    route_index: Option<usize>,
+    outcome: Outcome,
+}
+
+/// Serves one downstream connection.
+async fn serve(
+    stream: TcpStream,
+    handle: &Arc<ListenerHandle>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let rt0 = handle.current();
+    let mut codec = rt0.codec.new_codec(Role::Server);
+    let in_order = codec.replies_in_order();
+    let idle_timeout = rt0.idle_timeout;
+    drop(rt0);
+    let (mut rd, mut wr) = stream.into_split();
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let mut wbuf = BytesMut::with_capacity(4096);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut reorder: Reorder<Bytes> = Reorder::new();
+    let mut in_flight = 0usize;
+    let mut reading = true;
+    loop {
+        if !reading && in_flight == 0 {
+            return Ok(());
+        }
+        let idle = in_flight == 0;
+        tokio::select! {
+            n = rd.read_buf(&mut rbuf), if reading => {
+                match n {
+                    Ok(0) => reading = false,
+                    Ok(_) => {
+                        let rt = handle.current();
+                        loop {
+                            match codec.decode(&mut rbuf) {
+                                Ok(Some(msg)) => {
+                                    handle.stats.requests.inc();
+                                    let ordered = in_order || msg.correlation() == Correlation::Pipeline;
+                                    match msg.kind() {
+                                        MessageKind::Heartbeat => {
+                                            if let Some(pong) = codec.heartbeat_reply(&msg) {
+                                                handle.stats.heartbeats.inc();
+                                                let seq = ordered.then(|| reorder.request());
+                                                emit(&mut *codec, &mut reorder, &mut wbuf, seq, &pong);
+                                            }
+                                        }
+                                        MessageKind::Request | MessageKind::Oneway => {
+                                            let expects = msg.kind() == MessageKind::Request;
+                                            let seq = (ordered && expects).then(|| reorder.request());
+                                            in_flight += usize::from(expects);
+                                            let ctx = msg.context();
+                                            let rt = rt.clone();
+                                            let tx = done_tx.clone();
+                                            tokio::spawn(async move {
+                                                let (route_index, outcome) = handle_request(&rt, msg, expects).await;
+                                                if expects {
+                                                    let _ = tx.send(Done { seq, ctx, route: Some(rt), route_index, outcome });
+                                                }
+                                            });
+                                        }
+                                        kind => {
+                                            // Streams are not routed yet; say so rather than drop silently.
+                                            tracing::warn!(?kind, "unsupported message kind from downstream");
+                                            if kind == MessageKind::StreamInit {
+                                                let seq = ordered.then(|| reorder.request());
+                                                in_flight += 1;
+                                                let _ = done_tx.send(Done { seq, ctx: msg.context(), route: None, route_index: None, outcome: Outcome::Local(ErrorKind::BadRequest, "streams are not supported by this proxy yet".into()) });
+                                            }
+                                        }
+                                    }
+                                }
+                                Ok(None) => break,
+                                Err(DecodeError::Message(bad)) => {
+                                    let seq = (in_order || bad.context.correlation == Correlation::Pipeline).then(|| reorder.request());
+                                    in_flight += 1;
+                                    let _ = done_tx.send(Done { seq, ctx: bad.context.clone(), route: None, route_index: None, outcome: Outcome::Local(ErrorKind::BadRequest, bad.reason.to_string()) });
+                                }
+                                Err(e) => {
+                                    handle.stats.framing_errors.inc();
+                                    let _ = wr.write_all(&wbuf).await;
+                                    return Err(format!("framing lost: {e}"));
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => return Err(format!("read failed: {e}")),
+                }
+            }
+            done = done_rx.recv(), if in_flight > 0 => {
+                let Some(done) = done else { return Err("request tasks ended".into()) };
+                in_flight -= 1;
+                let reply = match done.outcome {
+                    Outcome::Reply(mut reply) => {
+                        if let Correlation::Id(id) = done.ctx.correlation {
+                            reply.set_correlation(id);
+                        }
+                        if let (Some(rt), Some(i)) = (&done.route, done.route_index) {
+                            rt.router.routes()[i].mutate_response(reply.metadata_mut());
+                        }
+                        Some(reply)
+                    }
+                    Outcome::Local(kind, detail) => {
+                        handle.stats.local_replies.inc();
+                        tracing::debug!(?kind, %detail, "local error reply");
+                        codec.error_reply(&done.ctx, &ErrorReply::with_detail(kind, detail))
+                    }
+                    Outcome::NoReply => None,
+                };
+                match reply {
+                    Some(reply) => emit(&mut *codec, &mut reorder, &mut wbuf, done.seq, &reply),
+                    None if done.seq.is_some() => {
+                        // The protocol cannot express this error: close, as the contract says.
+                        let _ = wr.write_all(&wbuf).await;
+                        return Err("the codec has no reply for this error; closing".into());
+                    }
+                    None => {}
+                }
+            }
+            () = tokio::time::sleep(idle_timeout), if idle && reading => {
+                return Err("idle timeout".into());
+            }
+            () = draining(&mut shutdown), if reading => {
+                // Drain: stop taking requests, finish those in flight.
+                reading = false;
+            }
+        }
+        if !wbuf.is_empty() {
+            wr.write_all(&wbuf)
+                .await
+                .map_err(|e| format!("write failed: {e}"))?;
+            wbuf.clear();
+        }
+    }
+}
+
+/// Encodes `msg` and queues it for writing, in order when `seq` is set.
+fn emit(
+    codec: &mut dyn Codec,
+    reorder: &mut Reorder<Bytes>,
+    wbuf: &mut BytesMut,
+    seq: Option<u64>,
+    msg: &Message,
+) {
+    let mut frame = BytesMut::new();
+    if let Err(e) = codec.encode(msg, &mut frame) {
+        tracing::warn!(error = %e, "reply cannot be encoded for the downstream");
+        frame.clear();
+    }
+    match seq {
+        None => wbuf.extend_from_slice(&frame),
+        Some(seq) => {
+            for ready in reorder.complete(seq, frame.freeze()) {
+                wbuf.extend_from_slice(&ready);
+            }
+        }
+    }
+}
+
+/// Routes and forwards one request; returns the route used and the outcome.
+async fn handle_request(
+    rt: &ListenerRuntime,
+    mut msg: Message,
+    expects: bool,
+) -> (Option<usize>, Outcome) {
+    let Some(index) = rt
+        .router
+        .routes()
+        .iter()
+        .position(|r| r.matches(msg.metadata()))
+    else {
+        return (
+            None,
+            Outcome::Local(
+                ErrorKind::RouteNotFound,
+                "no route matches the request".into(),
+            ),
+        );
+    };
+    rt.route_requests[index].inc();
+    let route = &rt.router.routes()[index];
+    let random = fastrand::u64(..);
+    let cluster_name = route.cluster(random);
+    let Some(cluster) = rt.clusters.get(cluster_name) else {
+        return (
+            Some(index),
+            Outcome::Local(
+                ErrorKind::ClusterNotFound,
+                format!("cluster `{cluster_name}` not found"),
+            ),
+        );
+    };
+    route.mutate_request(msg.metadata_mut());
+    let hash = route.hash_key(msg.metadata());
+    for mirror in route.mirrors(fastrand::u64(..)) {
+        if let Some(target) = rt.clusters.get(mirror) {
+            let copy = msg.clone();
+            let target = target.clone();
+            let timeout = rt.request_timeout;
+            // Fire and forget: the mirror's reply (or failure) is read and dropped.
+            tokio::spawn(async move {
+                let _ = target
+                    .call(copy, expects, hash, fastrand::u64(..), timeout)
+                    .await;
+            });
+        }
+    }
+    let mut attempts = 0u32;
+    let mut _retry = None;
+    loop {
+        attempts += 1;
+        let result = cluster
+            .call(
+                msg.clone(),
+                expects,
+                hash,
+                fastrand::u64(..),
+                rt.request_timeout,
+            )
+            .await;
+        let failure = match &result {
+            Ok(Some(reply)) => match reply.metadata().get_str("status") {
+                Some(s) if rt.retry.on_statuses.iter().any(|x| x == s) => AttemptFailure::Status(s),
+                _ => return (Some(index), outcome_of(result)),
+            },
+            Ok(None) => return (Some(index), Outcome::NoReply),
+            Err(CallError::Timeout(_)) => AttemptFailure::Timeout,
+            Err(CallError::Upstream(UpstreamError::Connect(..))) => AttemptFailure::ConnectFailure,
+            Err(_) => return (Some(index), outcome_of(result)),
+        };
+        match cluster.retry_permit(&rt.retry, failure, attempts) {
+            Some(permit) => {
+                tracing::debug!(cluster = %cluster.name, attempts, ?failure, "retrying");
+                _retry = Some(permit);
+            }
+            None => return (Some(index), outcome_of(result)),
+        }
+    }
+}
+
+fn outcome_of(result: Result<Option<Message>, CallError>) -> Outcome {
+    match result {
+        Ok(Some(reply)) => Outcome::Reply(reply),
+        Ok(None) => Outcome::NoReply,
+        Err(e) => {
+            let kind = match &e {
+                CallError::Overflow(_) => ErrorKind::OverLimit,
+                CallError::NoHealthy => ErrorKind::NoHealthyUpstream,
+                CallError::Timeout(_) => ErrorKind::Timeout,
+                CallError::Upstream(UpstreamError::Encode(_)) => ErrorKind::BadRequest,
+                CallError::Upstream(_) => ErrorKind::UpstreamFailure,
+            };
+            Outcome::Local(kind, e.to_string())
+        }
+    }
+}
