@@ -126,58 +126,7 @@ fn read(laid: &Laid<'_>, buf: &Ident) -> TokenStream {
             width,
             endian,
             magic,
-        } => {
-            let t = int_type(*ty);
-            let bytes: Vec<TokenStream> = (laid.offset..laid.offset + width)
-                .map(|i| {
-                    let i = index(i);
-                    quote!(#buf[#i])
-                })
-                .collect();
-            let from = match endian {
-                Endian::Big => quote!(from_be_bytes),
-                Endian::Little => quote!(from_le_bytes),
-            };
-            if magic.is_none() && *width == ty.bytes {
-                return quote! { let #var: #t = #t::#from([#(#bytes),*]); };
-            }
-            // The `width` bytes as an unsigned number, zero-extended to 64 bits.
-            let pad = (*width..8).map(|_| quote!(0u8));
-            let raw_bytes = match endian {
-                Endian::Big => quote!([#(#pad,)* #(#bytes),*]),
-                Endian::Little => quote!([#(#bytes,)* #(#pad),*]),
-            };
-            let raw = local("raw");
-            let check = magic.map(|m| {
-                quote! {
-                    if #raw != #m {
-                        return #result::Err(#core::HeaderError::BadMagic {
-                            field: #name,
-                            expected: #m,
-                            found: #raw,
-                        });
-                    }
-                }
-            });
-            let value = match (ty.signed, ty.bytes) {
-                (false, 8) => quote!(#raw),
-                (false, _) => quote!(#raw as #t),
-                (true, bytes) if bytes == *width => quote!(#raw as #t),
-                (true, _) => {
-                    // Sign-extend the narrow field through i64.
-                    let unused = (64 - 8 * width) as u32;
-                    let i64_ = primitive("i64");
-                    quote!(((#raw << #unused) as #i64_ >> #unused) as #t)
-                }
-            };
-            quote! {
-                let #var: #t = {
-                    let #raw = #u64_::#from(#raw_bytes);
-                    #check
-                    #value
-                };
-            }
-        }
+        } => read_int(laid, buf, *ty, *width, *endian, *magic),
         Repr::Bits { mask, flag: true } => {
             quote! { let #var: ::core::primitive::bool = (#buf[#o] & #mask) != 0; }
         }
@@ -206,6 +155,7 @@ fn read(laid: &Laid<'_>, buf: &Ident) -> TokenStream {
             let expected_u64 = expected
                 .iter()
                 .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+            let len = index(*len);
             quote! {
                 let #var: [#u8_; #len] = [#(#bytes),*];
                 if #var != [#(#expected),*] {
@@ -219,11 +169,83 @@ fn read(laid: &Laid<'_>, buf: &Ident) -> TokenStream {
         }
         Repr::Bytes { len, magic: None } => {
             let end = index(laid.offset + len);
+            let len = index(*len);
             quote! {
                 let mut #var = [0u8; #len];
                 #var.copy_from_slice(&#buf[#o..#end]);
             }
         }
+    }
+}
+
+/// `let field_x: T = ...;` for an integer field of `width` bytes, checking its `magic`.
+fn read_int(
+    laid: &Laid<'_>,
+    buf: &Ident,
+    ty: IntType,
+    width: usize,
+    endian: Endian,
+    magic: Option<u64>,
+) -> TokenStream {
+    let core = quote!(::meta_protocol_core);
+    let result = quote!(::core::result::Result);
+    let u64_ = primitive("u64");
+    let var = field_local(laid);
+    let name = &laid.name;
+    let t = int_type(ty);
+    let bytes: Vec<TokenStream> = (laid.offset..laid.offset + width)
+        .map(|i| {
+            let i = index(i);
+            quote!(#buf[#i])
+        })
+        .collect();
+    let from = match endian {
+        Endian::Big => quote!(from_be_bytes),
+        Endian::Little => quote!(from_le_bytes),
+    };
+    if magic.is_none() && width == ty.bytes {
+        return quote! { let #var: #t = #t::#from([#(#bytes),*]); };
+    }
+    // The `width` bytes as an unsigned number, zero-extended to 64 bits.
+    let pad = (width..8).map(|_| quote!(0u8));
+    let raw_bytes = match endian {
+        Endian::Big => quote!([#(#pad,)* #(#bytes),*]),
+        Endian::Little => quote!([#(#bytes,)* #(#pad),*]),
+    };
+    let raw = local("raw");
+    let check = magic.map(|m| {
+        quote! {
+            if #raw != #m {
+                return #result::Err(#core::HeaderError::BadMagic {
+                    field: #name,
+                    expected: #m,
+                    found: #raw,
+                });
+            }
+        }
+    });
+    let value = match (ty.signed, ty.bytes) {
+        (false, 8) => quote!(#raw),
+        (false, _) => quote!(#raw as #t),
+        (true, bytes) if bytes == width => quote!(#raw as #t),
+        (true, _) => {
+            // Sign-extend the narrow field through i64.
+            let unused = u32::try_from(64 - 8 * width).expect("width is 1..=8");
+            let i64_ = primitive("i64");
+            let extended = quote!((#raw << #unused) as #i64_ >> #unused);
+            if ty.bytes == 8 {
+                extended
+            } else {
+                quote!((#extended) as #t)
+            }
+        }
+    };
+    quote! {
+        let #var: #t = {
+            let #raw = #u64_::#from(#raw_bytes);
+            #check
+            #value
+        };
     }
 }
 
@@ -311,137 +333,58 @@ fn write(laid: &Laid<'_>, out: &Ident) -> TokenStream {
     }
 }
 
-/// `to_metadata` and `apply_metadata`.
-fn metadata(layout: &Layout<'_>) -> (TokenStream, TokenStream) {
-    let core = quote!(::meta_protocol_core);
-    let result = quote!(::core::result::Result);
-    let option = quote!(::core::option::Option);
-    let u64_ = primitive("u64");
-    let i64_ = primitive("i64");
-    let meta: Vec<(&Laid<'_>, &str)> = layout
+/// The fields marked `meta`, with their keys.
+fn meta_fields<'l>(layout: &'l Layout<'_>) -> Vec<(&'l Laid<'l>, &'l str)> {
+    layout
         .fields
         .iter()
         .filter_map(|l| l.meta.as_deref().map(|k| (l, k)))
-        .collect();
-    let md = local(if meta.is_empty() { "_md" } else { "md" });
-    let value = local("value");
-    let n = local("n");
+        .collect()
+}
 
+/// `to_metadata` and `apply_metadata`.
+fn metadata(layout: &Layout<'_>) -> (TokenStream, TokenStream) {
+    let meta = meta_fields(layout);
+    let md = local(if meta.is_empty() { "_md" } else { "md" });
+    (to_metadata(&meta, &md), apply_metadata(&meta, &md))
+}
+
+fn to_metadata(meta: &[(&Laid<'_>, &str)], md: &Ident) -> TokenStream {
+    let core = quote!(::meta_protocol_core);
+    let u64_ = primitive("u64");
+    let i64_ = primitive("i64");
     let records = meta.iter().map(|(laid, key)| {
         let field = laid.ident;
         let value = match &laid.repr {
             Repr::Bits { flag: true, .. } => quote!(#core::MetaValue::from_bool(self.#field)),
-            Repr::Int { ty, .. } if ty.signed => {
-                if ty.bytes == 8 {
-                    quote!(#core::MetaValue::from_i64(self.#field))
-                } else {
-                    quote!(#core::MetaValue::from_i64(#i64_::from(self.#field)))
-                }
+            Repr::Int { ty, .. } if ty.signed && ty.bytes == 8 => {
+                quote!(#core::MetaValue::from_i64(self.#field))
             }
-            Repr::Int { ty, .. } if ty.bytes == 8 => quote!(#core::MetaValue::from_u64(self.#field)),
+            Repr::Int { ty, .. } if ty.signed => {
+                quote!(#core::MetaValue::from_i64(#i64_::from(self.#field)))
+            }
+            Repr::Int { ty, .. } if ty.bytes == 8 => {
+                quote!(#core::MetaValue::from_u64(self.#field))
+            }
             _ => quote!(#core::MetaValue::from_u64(#u64_::from(self.#field))),
         };
         quote! { #core::Metadata::record(#md, #key, #value); }
     });
-    let to_metadata = quote! {
+    quote! {
         fn to_metadata(&self, #md: &mut #core::Metadata) {
             #(#records)*
         }
-    };
+    }
+}
 
+fn apply_metadata(meta: &[(&Laid<'_>, &str)], md: &Ident) -> TokenStream {
+    let core = quote!(::meta_protocol_core);
+    let result = quote!(::core::result::Result);
+    let option = quote!(::core::option::Option);
+    let value = local("value");
     let parses = meta.iter().map(|(laid, key)| {
         let var = field_local(laid);
-        let invalid = |reason: String| {
-            quote! {
-                return #result::Err(#core::HeaderError::InvalidValue {
-                    key: #key,
-                    value: ::std::string::String::from(#core::MetaValue::as_str(#value)),
-                    reason: #reason,
-                })
-            }
-        };
-        let (ty, parse) = match &laid.repr {
-            Repr::Bits { flag: true, .. } => {
-                let fail = invalid("expected `true` or `false`".to_owned());
-                (
-                    primitive("bool"),
-                    quote! {
-                        match #core::MetaValue::as_str(#value) {
-                            "true" => true,
-                            "false" => false,
-                            _ => #fail,
-                        }
-                    },
-                )
-            }
-            Repr::Bits { mask, flag: false } => {
-                let max = mask >> mask.trailing_zeros();
-                let fail = invalid(format!(
-                    "expected an unsigned integer that fits {} bits",
-                    max.count_ones()
-                ));
-                let u8_ = primitive("u8");
-                let guard = (max != u8::MAX).then(|| quote!(if #n <= #max));
-                (
-                    u8_.clone(),
-                    quote! {
-                        match #core::MetaValue::parse_int::<#u8_>(#value) {
-                            #option::Some(#n) #guard => #n,
-                            _ => #fail,
-                        }
-                    },
-                )
-            }
-            Repr::Int { ty, width, .. } if ty.signed => {
-                let t = int_type(*ty);
-                let fail = invalid(format!(
-                    "expected a signed integer that fits {} bits",
-                    8 * width
-                ));
-                let parsed = match *width == ty.bytes {
-                    true => quote!(#option::Some(#n) => #n),
-                    false => {
-                        let (min, max) = signed_range(*width);
-                        quote!(#option::Some(#n) if (#min..=#max).contains(&#n) => #n as #t)
-                    }
-                };
-                let parse_as = if *width == ty.bytes { t.clone() } else { i64_.clone() };
-                (
-                    t,
-                    quote! {
-                        match #core::MetaValue::parse_int::<#parse_as>(#value) {
-                            #parsed,
-                            _ => #fail,
-                        }
-                    },
-                )
-            }
-            Repr::Int { ty, width, .. } => {
-                let t = int_type(*ty);
-                let fail = invalid(format!(
-                    "expected an unsigned integer that fits {} bits",
-                    8 * width
-                ));
-                let parsed = match *width == ty.bytes {
-                    true => quote!(#option::Some(#n) => #n),
-                    false => {
-                        let max = unsigned_max(*width);
-                        quote!(#option::Some(#n) if #n <= #max => #n as #t)
-                    }
-                };
-                let parse_as = if *width == ty.bytes { t.clone() } else { u64_.clone() };
-                (
-                    t,
-                    quote! {
-                        match #core::MetaValue::parse_int::<#parse_as>(#value) {
-                            #parsed,
-                            _ => #fail,
-                        }
-                    },
-                )
-            }
-            Repr::Bytes { .. } => unreachable!("validate rejects `meta` on byte arrays"),
-        };
+        let (ty, parse) = parse_meta_value(laid, key, &value);
         quote! {
             let #var: #ty = {
                 let #value = match #core::Metadata::get(#md, #key) {
@@ -460,7 +403,7 @@ fn metadata(layout: &Layout<'_>) -> (TokenStream, TokenStream) {
         quote! { self.#field = #var; }
     });
     // All values are parsed before any is stored: an error leaves the header unchanged.
-    let apply_metadata = quote! {
+    quote! {
         fn apply_metadata(
             &mut self,
             #md: &#core::Metadata,
@@ -469,8 +412,91 @@ fn metadata(layout: &Layout<'_>) -> (TokenStream, TokenStream) {
             #(#assigns)*
             #result::Ok(())
         }
+    }
+}
+
+/// The field's type, and an expression parsing the `MetaValue` in `value` as that type
+/// (returning `InvalidValue` when it does not parse or fit).
+fn parse_meta_value(laid: &Laid<'_>, key: &str, value: &Ident) -> (TokenStream, TokenStream) {
+    let core = quote!(::meta_protocol_core);
+    let result = quote!(::core::result::Result);
+    let option = quote!(::core::option::Option);
+    let n = local("n");
+    let invalid = |reason: String| {
+        quote! {
+            return #result::Err(#core::HeaderError::InvalidValue {
+                key: #key,
+                value: ::std::string::String::from(#core::MetaValue::as_str(#value)),
+                reason: #reason,
+            })
+        }
     };
-    (to_metadata, apply_metadata)
+    // (field type, type to parse, guard on the parsed `n`, conversion of `n`, reason)
+    let (ty, parse_as, guard, convert, reason) = match &laid.repr {
+        Repr::Bits { flag: true, .. } => {
+            let fail = invalid("expected `true` or `false`".to_owned());
+            let parse = quote! {
+                match #core::MetaValue::as_str(#value) {
+                    "true" => true,
+                    "false" => false,
+                    _ => #fail,
+                }
+            };
+            return (primitive("bool"), parse);
+        }
+        Repr::Bits { mask, flag: false } => {
+            let max = mask >> mask.trailing_zeros();
+            let u8_ = primitive("u8");
+            (
+                u8_.clone(),
+                u8_,
+                (max != u8::MAX).then(|| quote!(if #n <= #max)),
+                quote!(#n),
+                format!(
+                    "expected an unsigned integer that fits {} bits",
+                    max.count_ones()
+                ),
+            )
+        }
+        Repr::Int { ty, width, .. } => {
+            let t = int_type(*ty);
+            let kind = if ty.signed { "a signed" } else { "an unsigned" };
+            let reason = format!("expected {kind} integer that fits {} bits", 8 * width);
+            if *width == ty.bytes {
+                // The type's own parser checks the range.
+                (t.clone(), t, None, quote!(#n), reason)
+            } else if ty.signed {
+                let (min, max) = signed_range(*width);
+                let guard = quote!(if (#min..=#max).contains(&#n));
+                (
+                    t.clone(),
+                    primitive("i64"),
+                    Some(guard),
+                    quote!(#n as #t),
+                    reason,
+                )
+            } else {
+                let max = unsigned_max(*width);
+                let guard = quote!(if #n <= #max);
+                (
+                    t.clone(),
+                    primitive("u64"),
+                    Some(guard),
+                    quote!(#n as #t),
+                    reason,
+                )
+            }
+        }
+        Repr::Bytes { .. } => unreachable!("validate rejects `meta` on byte arrays"),
+    };
+    let fail = invalid(reason);
+    let parse = quote! {
+        match #core::MetaValue::parse_int::<#parse_as>(#value) {
+            #option::Some(#n) #guard => #convert,
+            _ => #fail,
+        }
+    };
+    (ty, parse)
 }
 
 /// The body of `correlation` and the whole `set_correlation`.
@@ -508,7 +534,11 @@ fn correlation(layout: &Layout<'_>) -> (TokenStream, TokenStream) {
             let (min, max) = signed_range(width);
             quote! { if !(#min..=#max).contains(&#signed) { #out_of_range } }
         });
-        let value = if ty.bytes == 8 { quote!(#signed) } else { quote!(#signed as #t) };
+        let value = if ty.bytes == 8 {
+            quote!(#signed)
+        } else {
+            quote!(#signed as #t)
+        };
         (
             quote!(#option::Some(self.#field as #u64_)),
             quote! {

@@ -157,16 +157,14 @@ pub(crate) fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
             };
             match key.as_str() {
                 "size" => {
-                    if let Some(v) = value_of(&item, &mut errors).and_then(|e| {
+                    let v = value_of(&item, &mut errors).and_then(|e| {
                         unsigned(e, "`size` must be an integer literal", &mut errors)
-                    }) {
-                        store(&mut size, arg(&item, v), &mut errors);
-                    }
+                    });
+                    keep(&mut size, &item, v, &mut errors);
                 }
                 "endian" => {
-                    if let Some(v) = value_of(&item, &mut errors).and_then(|e| endian_of(e, &mut errors)) {
-                        store(&mut endian, arg(&item, v), &mut errors);
-                    }
+                    let v = value_of(&item, &mut errors).and_then(|e| endian_of(e, &mut errors));
+                    keep(&mut endian, &item, v, &mut errors);
                 }
                 _ => errors.at(
                     item.path(),
@@ -212,133 +210,22 @@ fn parse_field<'a>(field: &'a syn::Field, errors: &mut Errors) -> Option<Field<'
     }
 
     let mut attrs = TokenStream::new();
-    let mut seen_attr = false;
-    let mut offset = None;
-    let mut width = None;
-    let mut endian = None;
-    let mut magic = None;
-    let mut bits = None;
-    let mut meta = None;
-    let mut correlation = None;
-    let mut body_len = None;
-    let mut adjust = None;
+    let mut keys = FieldArgs::default();
     for attr in &field.attrs {
         if attr.path().is_ident("header") {
             errors.at(
                 attr,
                 "`#[header(...)]` goes on the struct; fields take `#[field(offset = N, ...)]`",
             );
-            continue;
-        }
-        if !attr.path().is_ident("field") {
-            continue;
-        }
-        seen_attr = true;
-        attr.meta.to_tokens(&mut attrs);
-        for item in args(attr, "#[field(offset = N, ...)]", errors) {
-            let Some(key) = key_of(&item, "field", FIELD_KEYS, errors) else {
-                continue;
-            };
-            match key.as_str() {
-                "offset" => {
-                    if let Some(v) = value_of(&item, errors)
-                        .and_then(|e| unsigned(e, "`offset` must be an integer literal", errors))
-                    {
-                        store(&mut offset, arg(&item, v), errors);
-                    }
-                }
-                "width" => {
-                    if let Some(v) = value_of(&item, errors).and_then(|e| {
-                        unsigned(e, "`width` must be an integer literal (bytes)", errors)
-                    }) {
-                        store(&mut width, arg(&item, v), errors);
-                    }
-                }
-                "endian" => {
-                    if let Some(v) = value_of(&item, errors).and_then(|e| endian_of(e, errors)) {
-                        store(&mut endian, arg(&item, v), errors);
-                    }
-                }
-                "magic" => {
-                    if let Some(v) = value_of(&item, errors).and_then(|e| magic_of(e, errors)) {
-                        store(&mut magic, arg(&item, v), errors);
-                    }
-                }
-                "bits" => {
-                    let v = value_of(&item, errors).and_then(|e| {
-                        let v = unsigned(e, "`bits` must be an integer literal mask, e.g. 0x80", errors)?;
-                        match u8::try_from(v) {
-                            Ok(mask) => Some(mask),
-                            Err(_) => {
-                                errors.at(e, "`bits` is a mask within one byte: 0x01..=0xff");
-                                None
-                            }
-                        }
-                    });
-                    if let Some(v) = v {
-                        store(&mut bits, arg(&item, v), errors);
-                    }
-                }
-                "meta" => {
-                    let v = match &item {
-                        Meta::Path(_) => Some(name.clone()),
-                        Meta::NameValue(nv) => match lit_of(&nv.value) {
-                            Some(Lit::Str(s)) if s.value().is_empty() => {
-                                errors.at(s, "the metadata key must not be empty");
-                                None
-                            }
-                            Some(Lit::Str(s)) => Some(s.value()),
-                            _ => {
-                                errors.at(
-                                    &nv.value,
-                                    "`meta` takes a string key (`meta = \"key\"`) or nothing \
-                                     (`meta`: the key is the field name)",
-                                );
-                                None
-                            }
-                        },
-                        Meta::List(_) => {
-                            errors.at(&item, "write `meta` or `meta = \"key\"`");
-                            None
-                        }
-                    };
-                    if let Some(v) = v {
-                        store(&mut meta, arg(&item, v), errors);
-                    }
-                }
-                "correlation" => {
-                    if flag(&item, errors) {
-                        store(&mut correlation, arg(&item, ()), errors);
-                    }
-                }
-                "body_len" => {
-                    if flag(&item, errors) {
-                        store(&mut body_len, arg(&item, ()), errors);
-                    }
-                }
-                "adjust" => {
-                    if let Some(v) = value_of(&item, errors).and_then(|e| {
-                        let v = signed(e, "`adjust` must be an integer literal, e.g. -16", errors)?;
-                        match i64::try_from(v) {
-                            Ok(v) => Some(v),
-                            Err(_) => {
-                                errors.at(e, "`adjust` must fit in an i64");
-                                None
-                            }
-                        }
-                    }) {
-                        store(&mut adjust, arg(&item, v), errors);
-                    }
-                }
-                _ => errors.at(
-                    item.path(),
-                    format!("unknown key `{key}` in `#[field(...)]`; expected {FIELD_KEYS}"),
-                ),
+        } else if attr.path().is_ident("field") {
+            attr.meta.to_tokens(&mut attrs);
+            for item in args(attr, "#[field(offset = N, ...)]", errors) {
+                keys.read(&item, &name, errors);
             }
         }
     }
 
-    if !seen_attr {
+    if attrs.is_empty() {
         errors.at(
             ident,
             format!(
@@ -349,7 +236,9 @@ fn parse_field<'a>(field: &'a syn::Field, errors: &mut Errors) -> Option<Field<'
         return None;
     }
     let had_error = errors.count() != reported;
-    let Some(offset) = offset else {
+    let Some(offset) = keys.offset else {
+        // After another mistake in the same attribute (say a misspelt `ofset`), this one would
+        // only repeat it.
         if !had_error {
             errors.at(
                 &attrs,
@@ -367,15 +256,138 @@ fn parse_field<'a>(field: &'a syn::Field, errors: &mut Errors) -> Option<Field<'
         ty: ty?,
         attr: attrs,
         offset,
-        width,
-        endian,
-        magic,
-        bits,
-        meta,
-        correlation,
-        body_len,
-        adjust,
+        width: keys.width,
+        endian: keys.endian,
+        magic: keys.magic,
+        bits: keys.bits,
+        meta: keys.meta,
+        correlation: keys.correlation,
+        body_len: keys.body_len,
+        adjust: keys.adjust,
     })
+}
+
+/// The keys of one field's `#[field(...)]` attributes, as they are read.
+#[derive(Default)]
+struct FieldArgs {
+    offset: Option<Arg<u64>>,
+    width: Option<Arg<u64>>,
+    endian: Option<Arg<Endian>>,
+    magic: Option<Arg<MagicLit>>,
+    bits: Option<Arg<u8>>,
+    meta: Option<Arg<String>>,
+    correlation: Option<Arg<()>>,
+    body_len: Option<Arg<()>>,
+    adjust: Option<Arg<i64>>,
+}
+
+impl FieldArgs {
+    /// Reads one `key` or `key = value` item of the field called `name`.
+    fn read(&mut self, item: &Meta, name: &str, errors: &mut Errors) {
+        let Some(key) = key_of(item, "field", FIELD_KEYS, errors) else {
+            return;
+        };
+        match key.as_str() {
+            "offset" => {
+                let v = value_of(item, errors)
+                    .and_then(|e| unsigned(e, "`offset` must be an integer literal", errors));
+                keep(&mut self.offset, item, v, errors);
+            }
+            "width" => {
+                let v = value_of(item, errors).and_then(|e| {
+                    unsigned(e, "`width` must be an integer literal (bytes)", errors)
+                });
+                keep(&mut self.width, item, v, errors);
+            }
+            "endian" => {
+                let v = value_of(item, errors).and_then(|e| endian_of(e, errors));
+                keep(&mut self.endian, item, v, errors);
+            }
+            "magic" => {
+                let v = value_of(item, errors).and_then(|e| magic_of(e, errors));
+                keep(&mut self.magic, item, v, errors);
+            }
+            "bits" => {
+                let v = value_of(item, errors).and_then(|e| {
+                    let v = unsigned(
+                        e,
+                        "`bits` must be an integer literal mask, e.g. 0x80",
+                        errors,
+                    )?;
+                    narrow(
+                        v,
+                        e,
+                        "`bits` is a mask within one byte: 0x01..=0xff",
+                        errors,
+                    )
+                });
+                keep(&mut self.bits, item, v, errors);
+            }
+            "meta" => {
+                let v = meta_of(item, name, errors);
+                keep(&mut self.meta, item, v, errors);
+            }
+            "correlation" => {
+                let v = flag(item, errors);
+                keep(&mut self.correlation, item, v, errors);
+            }
+            "body_len" => {
+                let v = flag(item, errors);
+                keep(&mut self.body_len, item, v, errors);
+            }
+            "adjust" => {
+                let v = value_of(item, errors).and_then(|e| {
+                    let v = signed(e, "`adjust` must be an integer literal, e.g. -16", errors)?;
+                    narrow(v, e, "`adjust` must fit in an i64", errors)
+                });
+                keep(&mut self.adjust, item, v, errors);
+            }
+            _ => errors.at(
+                item.path(),
+                format!("unknown key `{key}` in `#[field(...)]`; expected {FIELD_KEYS}"),
+            ),
+        }
+    }
+}
+
+/// `meta` (the key is the field's `name`) or `meta = "key"`.
+fn meta_of(item: &Meta, name: &str, errors: &mut Errors) -> Option<String> {
+    match item {
+        Meta::Path(_) => Some(name.to_owned()),
+        Meta::NameValue(nv) => match lit_of(&nv.value) {
+            Some(Lit::Str(s)) if s.value().is_empty() => {
+                errors.at(s, "the metadata key must not be empty");
+                None
+            }
+            Some(Lit::Str(s)) => Some(s.value()),
+            _ => {
+                errors.at(
+                    &nv.value,
+                    "`meta` takes a string key (`meta = \"key\"`) or nothing (`meta`: the key is \
+                     the field name)",
+                );
+                None
+            }
+        },
+        Meta::List(_) => {
+            errors.at(item, "write `meta` or `meta = \"key\"`");
+            None
+        }
+    }
+}
+
+/// `value` converted to a narrower type, or an error at `expr`.
+fn narrow<T: TryFrom<V>, V>(
+    value: V,
+    expr: &Expr,
+    message: &str,
+    errors: &mut Errors,
+) -> Option<T> {
+    let narrowed = T::try_from(value).ok();
+    if narrowed.is_none() {
+        errors.at(expr, message);
+    }
+    narrowed
 }
 
 /// Classifies a field type; `None` when it is not supported.
@@ -400,8 +412,13 @@ fn field_type(ty: &Type) -> Option<FieldType> {
             Some(FieldType::Int(IntType { signed, bytes }))
         }
         Type::Array(a) => {
-            if !matches!(field_type(&a.elem), Some(FieldType::Int(IntType { signed: false, bytes: 1 })))
-            {
+            if !matches!(
+                field_type(&a.elem),
+                Some(FieldType::Int(IntType {
+                    signed: false,
+                    bytes: 1
+                }))
+            ) {
                 return None;
             }
             match lit_of(&a.len) {
@@ -462,15 +479,13 @@ fn value_of<'m>(item: &'m Meta, errors: &mut Errors) -> Option<&'m Expr> {
 }
 
 /// A bare `key` item (no value).
-fn flag(item: &Meta, errors: &mut Errors) -> bool {
-    match item {
-        Meta::Path(_) => true,
-        _ => {
-            let key = item.path().to_token_stream();
-            errors.at(item, format!("`{key}` takes no value: write just `{key}`"));
-            false
-        }
+fn flag(item: &Meta, errors: &mut Errors) -> Option<()> {
+    if let Meta::Path(_) = item {
+        return Some(());
     }
+    let key = item.path().to_token_stream();
+    errors.at(item, format!("`{key}` takes no value: write just `{key}`"));
+    None
 }
 
 fn arg<T>(item: &Meta, value: T) -> Arg<T> {
@@ -481,13 +496,14 @@ fn arg<T>(item: &Meta, value: T) -> Arg<T> {
     }
 }
 
-/// Stores a key's value, reporting a repeated key.
-fn store<T>(slot: &mut Option<Arg<T>>, value: Arg<T>, errors: &mut Errors) {
+/// Stores the value read for `item` (if it could be read), reporting a repeated key.
+fn keep<T>(slot: &mut Option<Arg<T>>, item: &Meta, value: Option<T>, errors: &mut Errors) {
+    let Some(value) = value else { return };
     if slot.is_some() {
-        let key = value.key.to_string();
-        errors.at(&value.whole, format!("duplicate key `{key}`"));
+        let key = item.path().to_token_stream();
+        errors.at(item, format!("duplicate key `{key}`"));
     } else {
-        *slot = Some(value);
+        *slot = Some(arg(item, value));
     }
 }
 

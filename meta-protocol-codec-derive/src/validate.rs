@@ -83,78 +83,108 @@ pub(crate) fn validate<'a>(input: &Input<'a>) -> syn::Result<Layout<'a>> {
     let mut fields = Vec::with_capacity(input.fields.len());
     // Parallel to `fields`: the attributes each came from, to point errors at.
     let mut sources: Vec<&Field<'_>> = Vec::with_capacity(input.fields.len());
-    let mut correlation: Option<(usize, &Field<'_>)> = None;
-    let mut body_len: Option<(usize, i64, &Field<'_>)> = None;
-
+    let mut roles = Roles::default();
     for f in &input.fields {
         let reported = errors.count();
         let repr = representation(f, header_endian, &mut errors);
         let meta = meta_key(f, &mut errors);
         let Some(repr) = repr else { continue };
-        let index = fields.len();
+        roles.check(fields.len(), f, &repr, &mut errors);
+        let offset = usize::try_from(f.offset.value)
+            .ok()
+            .filter(|o| o.checked_add(repr.len()).is_some());
+        let Some(offset) = offset else {
+            errors.at(&f.offset.whole, "`offset` is too large");
+            continue;
+        };
+        if errors.count() == reported {
+            fields.push(Laid {
+                ident: f.ident,
+                name: f.name.clone(),
+                offset,
+                repr,
+                meta,
+            });
+            sources.push(f);
+        }
+    }
+    // Layout checks only on fields that are each fine. (Stopping here also keeps the indices
+    // in `roles` valid: they count only pushed fields while no error was reported.)
+    errors.check()?;
+    check_unique_keys(&fields, &sources, &mut errors);
+    let size = header_size(input.size.as_ref(), &fields, &sources, &mut errors);
+    check_overlaps(&fields, &sources, &mut errors);
 
+    errors.finish(Layout {
+        ident: input.ident,
+        size,
+        fields,
+        correlation: roles.correlation.map(|(i, _)| i),
+        body_len: roles.body_len.map(|(i, adjust, _)| (i, adjust)),
+    })
+}
+
+/// The `correlation` and `body_len` fields seen so far: index, (`adjust`,) name.
+#[derive(Default)]
+struct Roles<'f> {
+    correlation: Option<(usize, &'f str)>,
+    body_len: Option<(usize, i64, &'f str)>,
+}
+
+impl<'f> Roles<'f> {
+    /// Records the roles of field number `index`, checking its type and that no earlier field
+    /// has the same role.
+    fn check(&mut self, index: usize, f: &'f Field<'_>, repr: &Repr, errors: &mut Errors) {
         if let Some(arg) = &f.correlation {
-            match &repr {
-                Repr::Int { magic: None, .. } => match correlation {
-                    Some((_, first)) => errors.at(
-                        &arg.key,
-                        format!(
-                            "only one field can be `correlation`; field `{}` already is",
-                            first.name
-                        ),
-                    ),
-                    None => correlation = Some((index, f)),
-                },
+            match (repr, self.correlation) {
+                (Repr::Int { magic: None, .. }, None) => self.correlation = Some((index, &f.name)),
+                (Repr::Int { magic: None, .. }, Some((_, first))) => errors.at(
+                    &arg.key,
+                    format!("only one field can be `correlation`; field `{first}` already is"),
+                ),
                 _ => errors.at(
                     &arg.key,
                     "`correlation` needs a whole integer field (not `bits`, `magic` or bytes)",
                 ),
             }
         }
-        if let Some(arg) = &f.body_len {
-            let adjust = f.adjust.as_ref().map_or(0, |a| a.value);
-            match &repr {
-                Repr::Int {
-                    ty: IntType { signed: false, .. },
-                    magic: None,
-                    ..
-                } => match body_len {
-                    Some((_, _, first)) => errors.at(
-                        &arg.key,
-                        format!(
-                            "only one field can be `body_len`; field `{}` already is",
-                            first.name
-                        ),
-                    ),
-                    None => body_len = Some((index, adjust, f)),
-                },
-                _ => errors.at(
-                    &arg.key,
-                    "`body_len` needs a whole unsigned integer field (not signed, `bits`, \
-                     `magic` or bytes)",
-                ),
+        let Some(arg) = &f.body_len else {
+            if let Some(adjust) = &f.adjust {
+                errors.at(
+                    &adjust.whole,
+                    "`adjust` only applies to the `body_len` field",
+                );
             }
-        } else if let Some(adjust) = &f.adjust {
-            errors.at(
-                &adjust.whole,
-                "`adjust` only applies to the `body_len` field",
-            );
-        }
-
-        if errors.count() != reported {
-            continue;
-        }
-        fields.push(Laid {
-            ident: f.ident,
-            name: f.name.clone(),
-            offset: 0,
+            return;
+        };
+        let unsigned = matches!(
             repr,
-            meta,
-        });
-        sources.push(f);
+            Repr::Int {
+                ty: IntType { signed: false, .. },
+                magic: None,
+                ..
+            }
+        );
+        match (unsigned, self.body_len) {
+            (true, None) => {
+                let adjust = f.adjust.as_ref().map_or(0, |a| a.value);
+                self.body_len = Some((index, adjust, &f.name));
+            }
+            (true, Some((_, _, first))) => errors.at(
+                &arg.key,
+                format!("only one field can be `body_len`; field `{first}` already is"),
+            ),
+            (false, _) => errors.at(
+                &arg.key,
+                "`body_len` needs a whole unsigned integer field (not signed, `bits`, `magic` or \
+                 bytes)",
+            ),
+        }
     }
+}
 
-    // Metadata keys are unique.
+/// No two fields map the same metadata key.
+fn check_unique_keys(fields: &[Laid<'_>], sources: &[&Field<'_>], errors: &mut Errors) {
     for (i, laid) in fields.iter().enumerate() {
         let (Some(key), Some(arg)) = (&laid.meta, &sources[i].meta) else {
             continue;
@@ -169,45 +199,38 @@ pub(crate) fn validate<'a>(input: &Input<'a>) -> syn::Result<Layout<'a>> {
             );
         }
     }
+}
 
-    // Byte positions.
-    let mut end = 0usize;
-    for (laid, f) in fields.iter_mut().zip(&sources) {
-        match usize::try_from(f.offset.value)
-            .ok()
-            .filter(|o| o.checked_add(laid.repr.len()).is_some())
-        {
-            Some(offset) => {
-                laid.offset = offset;
-                end = end.max(offset + laid.repr.len());
-            }
-            None => errors.at(&f.offset.whole, "`offset` is too large"),
+/// `size`, or the end of the furthest field; every field must end within it.
+fn header_size(
+    size: Option<&Arg<u64>>,
+    fields: &[Laid<'_>],
+    sources: &[&Field<'_>],
+    errors: &mut Errors,
+) -> usize {
+    let end = |laid: &Laid<'_>| laid.offset + laid.repr.len();
+    let Some(arg) = size else {
+        return fields.iter().map(end).max().unwrap_or(0);
+    };
+    let size = usize::try_from(arg.value).unwrap_or(usize::MAX);
+    for (laid, f) in fields.iter().zip(sources) {
+        if end(laid) > size {
+            errors.at(
+                &f.offset.whole,
+                format!(
+                    "field `{}` occupies {}, past the end of the header (`size = {size}`)",
+                    laid.name,
+                    place(laid)
+                ),
+            );
         }
     }
-    errors.check()?;
+    size
+}
 
-    let size = match &input.size {
-        None => end,
-        Some(arg) => {
-            let size = usize::try_from(arg.value).unwrap_or(usize::MAX);
-            for (laid, f) in fields.iter().zip(&sources) {
-                let field_end = laid.offset + laid.repr.len();
-                if field_end > size {
-                    errors.at(
-                        &f.offset.whole,
-                        format!(
-                            "field `{}` occupies bytes {}..{field_end}, past the end of the \
-                             header (`size = {size}`)",
-                            laid.name, laid.offset
-                        ),
-                    );
-                }
-            }
-            size
-        }
-    };
-
-    // Overlaps: whole bytes, except `bits` fields of one byte with disjoint masks.
+/// Fields do not share bytes, except `bits` fields of one byte with disjoint masks. Each field
+/// is reported once, against the first earlier field it overlaps.
+fn check_overlaps(fields: &[Laid<'_>], sources: &[&Field<'_>], errors: &mut Errors) {
     for (j, later) in fields.iter().enumerate() {
         let later_end = later.offset + later.repr.len();
         for earlier in &fields[..j] {
@@ -215,34 +238,26 @@ pub(crate) fn validate<'a>(input: &Input<'a>) -> syn::Result<Layout<'a>> {
             if later.offset >= earlier_end || earlier.offset >= later_end {
                 continue;
             }
-            let message = match (&earlier.repr, &later.repr) {
-                (Repr::Bits { mask: a, .. }, Repr::Bits { mask: b, .. }) => {
-                    if a & b == 0 {
-                        continue;
-                    }
-                    format!(
-                        "field `{}` (bits {b:#04x} of byte {}) overlaps field `{}` (bits {a:#04x}); \
-                         fields sharing a byte need disjoint `bits` masks",
-                        later.name, later.offset, earlier.name
-                    )
+            let hint = match (&earlier.repr, &later.repr) {
+                (Repr::Bits { mask: a, .. }, Repr::Bits { mask: b, .. }) if a & b == 0 => continue,
+                (Repr::Bits { .. }, Repr::Bits { .. }) => {
+                    "; fields sharing a byte need disjoint `bits` masks"
                 }
-                _ => format!(
-                    "field `{}` (bytes {}..{later_end}) overlaps field `{}` (bytes {}..{earlier_end})",
-                    later.name, later.offset, earlier.name, earlier.offset
-                ),
+                _ => "",
             };
-            errors.at(&sources[j].offset.whole, message);
+            errors.at(
+                &sources[j].offset.whole,
+                format!(
+                    "field `{}` ({}) overlaps field `{}` ({}){hint}",
+                    later.name,
+                    place(later),
+                    earlier.name,
+                    place(earlier)
+                ),
+            );
             break;
         }
     }
-
-    errors.finish(Layout {
-        ident: input.ident,
-        size,
-        fields,
-        correlation: correlation.map(|(i, _)| i),
-        body_len: body_len.map(|(i, adjust, _)| (i, adjust)),
-    })
 }
 
 /// The field's representation, from its type and `width`, `endian`, `bits` and `magic`.
@@ -261,7 +276,14 @@ fn representation(f: &Field<'_>, header_endian: Endian, errors: &mut Errors) -> 
             );
             return None;
         }
-        (FieldType::Bool | FieldType::Int(IntType { signed: false, bytes: 1 }), Some(bits)) => {
+        (
+            FieldType::Bool
+            | FieldType::Int(IntType {
+                signed: false,
+                bytes: 1,
+            }),
+            Some(bits),
+        ) => {
             let flag = f.ty == FieldType::Bool;
             bits_repr(f, bits, flag, errors)
         }
@@ -324,10 +346,7 @@ fn representation(f: &Field<'_>, header_endian: Endian, errors: &mut Errors) -> 
                     if bytes.len() != len {
                         errors.at(
                             whole,
-                            format!(
-                                "`magic` has {} bytes but the field is {ty}",
-                                bytes.len()
-                            ),
+                            format!("`magic` has {} bytes but the field is {ty}", bytes.len()),
                         );
                     } else if len > 8 {
                         errors.at(whole, "a byte-string `magic` is at most 8 bytes long");
@@ -341,7 +360,9 @@ fn representation(f: &Field<'_>, header_endian: Endian, errors: &mut Errors) -> 
                 }) => {
                     errors.at(
                         whole,
-                        format!("a {ty} field takes a byte-string `magic`, e.g. `magic = b\"PRPC\"`"),
+                        format!(
+                            "a {ty} field takes a byte-string `magic`, e.g. `magic = b\"PRPC\"`"
+                        ),
                     );
                     None
                 }
@@ -350,6 +371,15 @@ fn representation(f: &Field<'_>, header_endian: Endian, errors: &mut Errors) -> 
         }
     };
     (errors.count() == reported).then_some(repr)
+}
+
+/// Where a field lives, for error messages: `bytes 4..8`, `byte 2`, `bits 0x1f of byte 2`.
+fn place(laid: &Laid<'_>) -> String {
+    match laid.repr {
+        Repr::Bits { mask, .. } => format!("bits {mask:#04x} of byte {}", laid.offset),
+        _ if laid.repr.len() == 1 => format!("byte {}", laid.offset),
+        _ => format!("bytes {}..{}", laid.offset, laid.offset + laid.repr.len()),
+    }
 }
 
 /// A `bits` field: `flag` for `bool`, otherwise `u8`.
@@ -369,7 +399,9 @@ fn bits_repr(f: &Field<'_>, bits: &Arg<u8>, flag: bool, errors: &mut Errors) -> 
     } else if !is_contiguous(mask) {
         errors.at(
             &bits.whole,
-            format!("the `bits` mask {mask:#04x} must be one contiguous run of bits, e.g. 0x1f or 0x60"),
+            format!(
+                "the `bits` mask {mask:#04x} must be one contiguous run of bits, e.g. 0x1f or 0x60"
+            ),
         );
     }
     if let Some(w) = &f.width {
@@ -420,13 +452,21 @@ fn int_magic(m: &Arg<MagicLit>, ty: IntType, width: usize, errors: &mut Errors) 
         (0..=i128::from(unsigned_max(width))).contains(&value)
     };
     if !fits {
-        let bits = width * 8;
-        let kind = if ty.signed { "signed" } else { "unsigned" };
+        let range = if ty.signed {
+            let (min, max) = signed_range(width);
+            format!("{min} to {max}")
+        } else {
+            format!("0 to {:#x}", unsigned_max(width))
+        };
+        let bytes = if width == 1 {
+            "1 byte".to_owned()
+        } else {
+            format!("{width} bytes")
+        };
         errors.at(
             &m.whole,
             format!(
-                "`magic` value {value:#x} does not fit the field: expected a {kind} {bits}-bit \
-                 value for `{}`",
+                "`magic` value {value:#x} does not fit the field: {bytes} of `{}` hold {range}",
                 ty.name()
             ),
         );

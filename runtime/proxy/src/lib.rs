@@ -46,6 +46,7 @@ pub fn builtin_codecs() -> CodecRegistry {
     let mut r = CodecRegistry::new();
     // A fresh registry has no names yet, so registration cannot collide.
     let _ = codec_minirpc::register(&mut r);
+    let _ = codec_thrift::register(&mut r);
     r
 }
 

@@ -1,0 +1,9 @@
+use meta_protocol_core::BinaryHeader;
+
+#[derive(BinaryHeader, Clone, Debug)]
+struct H {
+    #[field(offset = 0, bits = 0x14)]
+    kind: u8,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use meta_protocol_core::BinaryHeader;
+
+#[derive(BinaryHeader, Clone, Debug)]
+struct H(#[field(offset = 0)] u32);
+
+fn main() {}
