@@ -47,6 +47,8 @@ pub fn builtin_codecs() -> CodecRegistry {
     // A fresh registry has no names yet, so registration cannot collide.
     let _ = codec_minirpc::register(&mut r);
     let _ = codec_thrift::register(&mut r);
+    let _ = codec_brpc::register(&mut r);
+    let _ = codec_redis::register(&mut r);
     r
 }
 

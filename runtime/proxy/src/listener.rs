@@ -21,6 +21,9 @@ use crate::cluster::{CallError, Cluster};
 use crate::stats::Counter;
 use crate::upstream::UpstreamError;
 
+/// Metadata a codec sets to `"true"` on a request that makes its connection stateful.
+const PIN_KEY: &str = "pin";
+
 /// What one listener runs with; replaced whole on reload.
 pub(crate) struct ListenerRuntime {
     pub(crate) codec: Arc<dyn NewCodec>,
@@ -298,6 +301,18 @@ async fn handle_request(
     mut msg: Message,
     expects: bool,
 ) -> (Option<usize>, Outcome) {
+    if msg.metadata().get_str(PIN_KEY) == Some("true") {
+        // Commands that make a connection stateful (Redis MULTI, SUBSCRIBE, SELECT, blocking
+        // pops, ...) need the downstream connection pinned to one upstream connection, which
+        // this proxy does not do yet: refuse them rather than run them on a shared connection.
+        return (
+            None,
+            Outcome::Local(
+                ErrorKind::BadRequest,
+                "connection-stateful commands are not supported by this proxy yet".into(),
+            ),
+        );
+    }
     let Some(index) = rt
         .router
         .routes()

@@ -257,6 +257,11 @@ impl ConnTask {
                 }
                 continue;
             }
+            if !msg.kind().is_reply() {
+                // Out-of-band frames (Redis pub/sub pushes, stream frames) answer no request.
+                tracing::debug!(kind = ?msg.kind(), "out-of-band frame from upstream dropped");
+                continue;
+            }
             let reply_to = match msg.correlation() {
                 Correlation::Id(id) if self.multiplexed => self.ids.remove(id),
                 Correlation::Id(_) => self.single.take(),
