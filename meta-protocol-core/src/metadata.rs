@@ -53,6 +53,21 @@ impl Metadata {
         }
     }
 
+    /// Records a value read from the frame under a key the caller knows is not present yet
+    /// (a codec's fixed keys, each recorded once): like [`record`](Self::record) without the
+    /// search for an earlier value, which is most of the cost of recording many keys.
+    ///
+    /// If the key is present after all, [`get`](Self::get) keeps returning the earlier value
+    /// (debug builds assert that it is not).
+    pub fn append(&mut self, key: impl Into<MetaValue>, value: impl Into<MetaValue>) {
+        let key = key.into();
+        debug_assert!(
+            !self.contains(key.as_str()),
+            "Metadata::append of a key that is already present: {key:?}"
+        );
+        self.entries.push((key, value.into()));
+    }
+
     /// Sets `key` to `value` and marks the metadata modified. Returns the previous value.
     pub fn insert(
         &mut self,
@@ -232,6 +247,17 @@ impl<T: Clone + Send + Sync + 'static> CloneAny for T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_adds_without_searching() {
+        let mut md = Metadata::new();
+        md.append("a", "1");
+        md.append("b", "2");
+        md.record("a", "3");
+        assert_eq!(md.len(), 2);
+        assert_eq!(md.get_str("a"), Some("3"));
+        assert!(!md.is_modified());
+    }
 
     #[test]
     fn record_does_not_mark_modified_but_insert_and_remove_do() {

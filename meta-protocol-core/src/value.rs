@@ -67,19 +67,31 @@ impl MetaValue {
 
     /// Renders an unsigned integer in decimal, inline.
     pub fn from_u64(v: u64) -> Self {
-        let mut buf = [0u8; INLINE_CAPACITY];
+        // Two digits per step from a table, written from the right.
+        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
         let mut tmp = [0u8; 20];
         let mut i = tmp.len();
         let mut n = v;
-        loop {
+        while n >= 100 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            i -= 2;
+            tmp[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        }
+        if n >= 10 {
+            let pair = n as usize * 2;
+            i -= 2;
+            tmp[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        } else {
             i -= 1;
-            tmp[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+            tmp[i] = b'0' + n as u8;
         }
         let digits = &tmp[i..];
+        let mut buf = [0u8; INLINE_CAPACITY];
         buf[..digits.len()].copy_from_slice(digits);
         MetaValue(Repr::Inline {
             len: digits.len() as u8,
@@ -234,7 +246,10 @@ mod tests {
 
     #[test]
     fn integers_render_inline_and_parse_back() {
-        for v in [0u64, 7, 10, 99, 12345, u64::MAX] {
+        let some = (0u64..2100)
+            .chain((0..64).map(|b| 1u64 << b))
+            .chain((1..20).map(|e| 10u64.pow(e) - 1));
+        for v in some.chain([12345, u64::MAX]) {
             let m = MetaValue::from_u64(v);
             assert_eq!(m.as_str(), v.to_string());
             assert!(!m.is_shared());

@@ -197,14 +197,14 @@ fn record_str(
     if let Some(r) = range {
         let v =
             MetaValue::from_utf8(frame.slice(r.clone())).map_err(|_| MetaProblem::NotUtf8(key))?;
-        md.record(key, v);
+        md.append(key, v);
     }
     Ok(())
 }
 
 fn record_u64(md: &mut Metadata, key: &'static str, v: Option<u64>) {
     if let Some(v) = v {
-        md.record(key, MetaValue::from_u64(v));
+        md.append(key, MetaValue::from_u64(v));
     }
 }
 
@@ -224,7 +224,7 @@ pub(crate) fn rpc_metadata(
         record_u64(md, keys::PARENT_SPAN_ID, req.parent_span_id);
         record_str(md, frame, keys::REQUEST_ID, &req.request_id)?;
         if let Some(t) = req.timeout_ms {
-            md.record(keys::TIMEOUT_MS, MetaValue::from_i64(t.into()));
+            md.append(keys::TIMEOUT_MS, MetaValue::from_i64(t.into()));
         }
     } else {
         let resp = view.response.clone().unwrap_or_default();
@@ -234,15 +234,15 @@ pub(crate) fn rpc_metadata(
         );
         record_str(md, frame, keys::ERROR_TEXT, &resp.error_text)?;
     }
-    md.record(
+    md.append(
         keys::COMPRESS_TYPE,
         MetaValue::from_i64(view.compress_type.unwrap_or(0).into()),
     );
-    md.record(
+    md.append(
         keys::CORRELATION_ID,
         MetaValue::from_u64(view.correlation_id.unwrap_or(0)),
     );
-    md.record(
+    md.append(
         keys::ATTACHMENT_SIZE,
         MetaValue::from_i64(view.attachment_size.unwrap_or(0).into()),
     );

@@ -48,6 +48,8 @@ pub fn builtin_codecs() -> CodecRegistry {
     let _ = codec_minirpc::register(&mut r);
     let _ = codec_thrift::register(&mut r);
     let _ = codec_brpc::register(&mut r);
+    let _ = codec_dubbo::register(&mut r);
+    let _ = codec_kafka::register(&mut r);
     let _ = codec_redis::register(&mut r);
     r
 }
