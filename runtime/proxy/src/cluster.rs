@@ -11,7 +11,7 @@ use meta_protocol_runtime::lb::{Balancer, Endpoint as LbEndpoint, PickInput};
 use meta_protocol_runtime::resilience::{
     AttemptFailure, Breaker, OutlierDetector, OutlierEvent, Resource, RetryPolicy,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ClusterConfig, PoolMode};
 use crate::stats::Counter;
@@ -51,6 +51,18 @@ pub struct ClusterStats {
     pub ejections: Counter,
     /// Upstream connections opened.
     pub connections_opened: Counter,
+}
+
+/// Where the reply to a request sent with [`Cluster::send_on`] arrives.
+pub(crate) type ReplyRx = oneshot::Receiver<Result<Message, UpstreamError>>;
+
+/// Waits up to `timeout` for a reply.
+pub(crate) async fn await_reply(rx: ReplyRx, timeout: Duration) -> Result<Message, CallError> {
+    match tokio::time::timeout(timeout, rx).await {
+        Err(_) => Err(CallError::Timeout(timeout)),
+        Ok(Err(_)) => Err(UpstreamError::Reset("connection task ended".into()).into()),
+        Ok(Ok(reply)) => Ok(reply?),
+    }
 }
 
 pub(crate) struct Cluster {
@@ -247,11 +259,65 @@ impl Cluster {
             self.idle_timeout,
             self.multiplexed,
             self.open_connections.clone(),
+            None,
         )
         .await?;
         self.stats.connections_opened.inc();
         *guard = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// A connection of its own to one endpoint, for a downstream connection that a stateful
+    /// request pinned (Redis MULTI, SUBSCRIBE, SELECT...). Frames that answer no request go to
+    /// `out_of_band`.
+    pub(crate) async fn dedicated(
+        &self,
+        hash: Option<u64>,
+        random: u64,
+        out_of_band: mpsc::UnboundedSender<Message>,
+    ) -> Result<UpstreamConn, CallError> {
+        let i = self
+            .pick(hash, random, Instant::now())
+            .ok_or(CallError::NoHealthy)?;
+        if self.open_connections.load(Ordering::Relaxed) >= self.max_connections as usize {
+            self.stats.overflows.inc();
+            return Err(CallError::Overflow(Resource::Connection));
+        }
+        let conn = UpstreamConn::connect(
+            self.endpoints[i].addr,
+            &self.codec,
+            self.connect_timeout,
+            self.idle_timeout,
+            true,
+            self.open_connections.clone(),
+            Some(out_of_band),
+        )
+        .await
+        .inspect_err(|_| self.record(i, false))?;
+        self.stats.connections_opened.inc();
+        Ok(conn)
+    }
+
+    /// Queues `msg` on a dedicated connection, in the caller's order; returns where its reply
+    /// will arrive (none for requests that get no reply).
+    pub(crate) async fn send_on(
+        &self,
+        conn: &UpstreamConn,
+        msg: Message,
+        expects_reply: bool,
+    ) -> Result<Option<ReplyRx>, CallError> {
+        self.stats.requests.inc();
+        if !expects_reply {
+            conn.send(Outbound { msg, reply: None }).await?;
+            return Ok(None);
+        }
+        let (tx, rx) = oneshot::channel();
+        conn.send(Outbound {
+            msg,
+            reply: Some(tx),
+        })
+        .await?;
+        Ok(Some(rx))
     }
 
     /// Sends `msg` to an endpoint and waits for its reply (`Ok(None)` for requests that get
@@ -313,10 +379,10 @@ impl Cluster {
             reply: Some(tx),
         })
         .await?;
-        match tokio::time::timeout_at(deadline, rx).await {
-            Err(_) => Err(CallError::Timeout(timeout)),
-            Ok(Err(_)) => Err(UpstreamError::Reset("connection task ended".into()).into()),
-            Ok(Ok(reply)) => Ok(Some(reply?)),
-        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        await_reply(rx, left).await.map(Some).map_err(|e| match e {
+            CallError::Timeout(_) => CallError::Timeout(timeout),
+            e => e,
+        })
     }
 }

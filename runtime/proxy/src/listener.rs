@@ -17,9 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::cluster::{CallError, Cluster};
+use crate::cluster::{CallError, Cluster, ReplyRx, await_reply};
 use crate::stats::Counter;
-use crate::upstream::UpstreamError;
+use crate::upstream::{UpstreamConn, UpstreamError};
 
 /// Metadata a codec sets to `"true"` on a request that makes its connection stateful.
 const PIN_KEY: &str = "pin";
@@ -159,6 +159,8 @@ async fn serve(
     let mut reorder: Reorder<Bytes> = Reorder::new();
     let mut in_flight = 0usize;
     let mut reading = true;
+    let mut pinned: Option<Pinned> = None;
+    let mut out_of_band: Option<mpsc::UnboundedReceiver<Message>> = None;
     loop {
         if !reading && in_flight == 0 {
             return Ok(());
@@ -188,14 +190,40 @@ async fn serve(
                                             let seq = (ordered && expects).then(|| reorder.request());
                                             in_flight += usize::from(expects);
                                             let ctx = msg.context();
-                                            let rt = rt.clone();
                                             let tx = done_tx.clone();
-                                            tokio::spawn(async move {
-                                                let (route_index, outcome) = handle_request(&rt, msg, expects).await;
-                                                if expects {
-                                                    let _ = tx.send(Done { seq, ctx, route: Some(rt), route_index, outcome });
+                                            let pins = msg.metadata().get_str(PIN_KEY) == Some("true");
+                                            if pinned.is_none() && !pins {
+                                                let rt = rt.clone();
+                                                tokio::spawn(async move {
+                                                    let (route_index, outcome) = handle_request(&rt, msg, expects).await;
+                                                    if expects {
+                                                        let _ = tx.send(Done { seq, ctx, route: Some(rt), route_index, outcome });
+                                                    }
+                                                });
+                                                continue;
+                                            }
+                                            // Stateful session: one upstream connection, requests in order.
+                                            let timeout = rt.request_timeout;
+                                            let rt2 = rt.clone();
+                                            match send_pinned(&rt, &mut pinned, &mut out_of_band, msg, expects).await {
+                                                Ok((route_index, rx)) => {
+                                                    tokio::spawn(async move {
+                                                        let outcome = match rx {
+                                                            None => Outcome::NoReply,
+                                                            Some(rx) => outcome_of(await_reply(rx, timeout).await.map(Some)),
+                                                        };
+                                                        if expects {
+                                                            let _ = tx.send(Done { seq, ctx, route: Some(rt2), route_index: Some(route_index), outcome });
+                                                        }
+                                                    });
                                                 }
-                                            });
+                                                Err(local) => {
+                                                    let (route_index, outcome) = local.into_done();
+                                                    if expects {
+                                                        let _ = tx.send(Done { seq, ctx, route: Some(rt2), route_index, outcome });
+                                                    }
+                                                }
+                                            }
                                         }
                                         kind => {
                                             // Streams are not routed yet; say so rather than drop silently.
@@ -255,7 +283,14 @@ async fn serve(
                     None => {}
                 }
             }
-            () = tokio::time::sleep(idle_timeout), if idle && reading => {
+            frame = next_out_of_band(&mut out_of_band), if out_of_band.is_some() => {
+                match frame {
+                    // Pushes and pub/sub messages of the pinned session, as they come.
+                    Some(frame) => emit(&mut *codec, &mut reorder, &mut wbuf, None, &frame),
+                    None => return Err("the pinned upstream connection closed".into()),
+                }
+            }
+            () = tokio::time::sleep(idle_timeout), if idle && reading && pinned.is_none() => {
                 return Err("idle timeout".into());
             }
             () = draining(&mut shutdown), if reading => {
@@ -296,52 +331,130 @@ fn emit(
 }
 
 /// Routes and forwards one request; returns the route used and the outcome.
-async fn handle_request(
-    rt: &ListenerRuntime,
-    mut msg: Message,
-    expects: bool,
-) -> (Option<usize>, Outcome) {
-    if msg.metadata().get_str(PIN_KEY) == Some("true") {
-        // Commands that make a connection stateful (Redis MULTI, SUBSCRIBE, SELECT, blocking
-        // pops, ...) need the downstream connection pinned to one upstream connection, which
-        // this proxy does not do yet: refuse them rather than run them on a shared connection.
-        return (
-            None,
-            Outcome::Local(
-                ErrorKind::BadRequest,
-                "connection-stateful commands are not supported by this proxy yet".into(),
-            ),
-        );
-    }
+/// The route and cluster for `msg`, with the route's request mutation applied; or the local
+/// reply when there is none.
+fn select(rt: &ListenerRuntime, msg: &mut Message) -> Result<Selected, Local> {
     let Some(index) = rt
         .router
         .routes()
         .iter()
         .position(|r| r.matches(msg.metadata()))
     else {
-        return (
-            None,
-            Outcome::Local(
-                ErrorKind::RouteNotFound,
-                "no route matches the request".into(),
-            ),
-        );
+        return Err(Local {
+            route: None,
+            kind: ErrorKind::RouteNotFound,
+            detail: "no route matches the request".into(),
+        });
     };
     rt.route_requests[index].inc();
     let route = &rt.router.routes()[index];
-    let random = fastrand::u64(..);
-    let cluster_name = route.cluster(random);
+    let cluster_name = route.cluster(fastrand::u64(..));
     let Some(cluster) = rt.clusters.get(cluster_name) else {
-        return (
-            Some(index),
-            Outcome::Local(
-                ErrorKind::ClusterNotFound,
-                format!("cluster `{cluster_name}` not found"),
-            ),
-        );
+        return Err(Local {
+            route: Some(index),
+            kind: ErrorKind::ClusterNotFound,
+            detail: format!("cluster `{cluster_name}` not found"),
+        });
     };
     route.mutate_request(msg.metadata_mut());
     let hash = route.hash_key(msg.metadata());
+    Ok((index, cluster.clone(), hash))
+}
+
+/// The route index, cluster and consistent-hash key chosen for a request.
+type Selected = (usize, Arc<Cluster>, Option<u64>);
+
+/// A request to be answered locally: the route it matched, the error and its text.
+struct Local {
+    route: Option<usize>,
+    kind: ErrorKind,
+    detail: String,
+}
+
+impl Local {
+    fn from_call(route: Option<usize>, e: CallError) -> Self {
+        let (kind, detail) = error_of(e);
+        Local {
+            route,
+            kind,
+            detail,
+        }
+    }
+
+    fn into_done(self) -> (Option<usize>, Outcome) {
+        (self.route, Outcome::Local(self.kind, self.detail))
+    }
+}
+
+/// A downstream connection pinned to one upstream connection by a stateful request.
+struct Pinned {
+    cluster: Arc<Cluster>,
+    conn: UpstreamConn,
+    route_index: usize,
+}
+
+/// Sends `msg` on the connection's pinned upstream connection, pinning it first if needed.
+/// Sends happen in request order; the returned future waits for the reply.
+async fn send_pinned(
+    rt: &Arc<ListenerRuntime>,
+    pinned: &mut Option<Pinned>,
+    out_of_band: &mut Option<mpsc::UnboundedReceiver<Message>>,
+    mut msg: Message,
+    expects: bool,
+) -> Result<(usize, Option<ReplyRx>), Local> {
+    if pinned.is_none() {
+        let (route_index, cluster, hash) = select(rt, &mut msg)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = cluster
+            .dedicated(hash, fastrand::u64(..), tx)
+            .await
+            .map_err(|e| Local::from_call(Some(route_index), e))?;
+        tracing::debug!(cluster = %cluster.name, "downstream connection pinned");
+        *pinned = Some(Pinned {
+            cluster,
+            conn,
+            route_index,
+        });
+        *out_of_band = Some(rx);
+    } else if let Some(p) = pinned.as_ref() {
+        // The session stays on its server; the pinning route's mutation still applies.
+        rt.route_requests[p.route_index].inc();
+        if let Some(route) = rt.router.routes().get(p.route_index) {
+            route.mutate_request(msg.metadata_mut());
+        }
+    }
+    let Some(p) = pinned.as_ref() else {
+        return Err(Local {
+            route: None,
+            kind: ErrorKind::UpstreamFailure,
+            detail: "no pinned upstream connection".into(),
+        });
+    };
+    let rx = p
+        .cluster
+        .send_on(&p.conn, msg, expects)
+        .await
+        .map_err(|e| Local::from_call(Some(p.route_index), e))?;
+    Ok((p.route_index, rx))
+}
+
+async fn next_out_of_band(rx: &mut Option<mpsc::UnboundedReceiver<Message>>) -> Option<Message> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn handle_request(
+    rt: &ListenerRuntime,
+    mut msg: Message,
+    expects: bool,
+) -> (Option<usize>, Outcome) {
+    let (index, cluster, hash) = match select(rt, &mut msg) {
+        Ok(s) => s,
+        Err(local) => return local.into_done(),
+    };
+    let route = &rt.router.routes()[index];
     for mirror in route.mirrors(fastrand::u64(..)) {
         if let Some(target) = rt.clusters.get(mirror) {
             let copy = msg.clone();
@@ -393,14 +506,20 @@ fn outcome_of(result: Result<Option<Message>, CallError>) -> Outcome {
         Ok(Some(reply)) => Outcome::Reply(reply),
         Ok(None) => Outcome::NoReply,
         Err(e) => {
-            let kind = match &e {
-                CallError::Overflow(_) => ErrorKind::OverLimit,
-                CallError::NoHealthy => ErrorKind::NoHealthyUpstream,
-                CallError::Timeout(_) => ErrorKind::Timeout,
-                CallError::Upstream(UpstreamError::Encode(_)) => ErrorKind::BadRequest,
-                CallError::Upstream(_) => ErrorKind::UpstreamFailure,
-            };
-            Outcome::Local(kind, e.to_string())
+            let (kind, detail) = error_of(e);
+            Outcome::Local(kind, detail)
         }
     }
+}
+
+/// The error reply a failed call gets.
+fn error_of(e: CallError) -> (ErrorKind, String) {
+    let kind = match &e {
+        CallError::Overflow(_) => ErrorKind::OverLimit,
+        CallError::NoHealthy => ErrorKind::NoHealthyUpstream,
+        CallError::Timeout(_) => ErrorKind::Timeout,
+        CallError::Upstream(UpstreamError::Encode(_)) => ErrorKind::BadRequest,
+        CallError::Upstream(_) => ErrorKind::UpstreamFailure,
+    };
+    (kind, e.to_string())
 }

@@ -58,6 +58,7 @@ impl UpstreamConn {
         idle_timeout: Duration,
         multiplexed: bool,
         open_connections: Arc<AtomicUsize>,
+        out_of_band: Option<mpsc::UnboundedSender<Message>>,
     ) -> Result<Self, UpstreamError> {
         let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
             .await
@@ -75,6 +76,7 @@ impl UpstreamConn {
             single: None,
             multiplexed,
             idle_timeout,
+            out_of_band,
             _open: OpenGuard::new(open_connections),
         };
         tokio::spawn(task.run(stream, rx));
@@ -107,6 +109,9 @@ struct ConnTask {
     single: Option<ReplyTo>,
     multiplexed: bool,
     idle_timeout: Duration,
+    /// Where frames that answer no request go (a pinned connection's pub/sub messages); they
+    /// are dropped on shared connections.
+    out_of_band: Option<mpsc::UnboundedSender<Message>>,
     _open: OpenGuard,
 }
 
@@ -137,7 +142,7 @@ impl ConnTask {
         let mut wbuf = BytesMut::with_capacity(16 * 1024);
         let reason = loop {
             let can_send = self.multiplexed || self.in_flight() == 0;
-            let idle = self.in_flight() == 0;
+            let idle = self.in_flight() == 0 && self.out_of_band.is_none();
             tokio::select! {
                 out = rx.recv(), if can_send => {
                     let Some(out) = out else { break "no more requests".to_owned() };
@@ -259,7 +264,14 @@ impl ConnTask {
             }
             if !msg.kind().is_reply() {
                 // Out-of-band frames (Redis pub/sub pushes, stream frames) answer no request.
-                tracing::debug!(kind = ?msg.kind(), "out-of-band frame from upstream dropped");
+                match &self.out_of_band {
+                    Some(tx) => {
+                        let _ = tx.send(msg);
+                    }
+                    None => {
+                        tracing::debug!(kind = ?msg.kind(), "out-of-band frame on a shared connection dropped");
+                    }
+                }
                 continue;
             }
             let reply_to = match msg.correlation() {

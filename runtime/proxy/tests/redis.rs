@@ -1,6 +1,6 @@
-//! Two real `redis-server`s behind the proxy: routing by key prefix and by command, consistent
-//! hashing on the key, `redis-benchmark -P 16` through the proxy with no errors, and stateful
-//! commands refused explicitly rather than run on a shared connection.
+//! Real `redis-server`s behind the proxy: routing by key prefix and by command, consistent
+//! hashing on the key, `redis-benchmark -P 16` through the proxy with no errors, and
+//! stateful sessions (MULTI/EXEC, SUBSCRIBE) pinned to one upstream connection.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -50,33 +50,58 @@ async fn redis() -> Result<Redis> {
     Err("redis-server did not start".into())
 }
 
-/// Sends one command as a RESP array and reads one reply line (enough for these tests).
+/// Sends one command as a RESP array and reads its reply.
 async fn call(stream: &mut TcpStream, args: &[&str]) -> Result<String> {
     let mut out = format!("*{}\r\n", args.len());
     for a in args {
         out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
     }
     stream.write_all(out.as_bytes()).await?;
-    let mut buf = vec![0u8; 4096];
+    read_reply(stream).await
+}
+
+/// Reads one whole RESP2 reply (simple, bulk, or an array of those).
+async fn read_reply(stream: &mut TcpStream) -> Result<String> {
     let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
     loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(n) = complete(&text) {
+            if n != text.len() {
+                return Err(format!("more than one reply arrived: {text:?}").into());
+            }
+            return Ok(text);
+        }
         let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await??;
         if n == 0 {
             return Err("connection closed".into());
         }
         got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).into_owned();
-        let complete = match text.as_bytes().first() {
-            Some(b'$') => {
-                let (len, rest) = text[1..].split_once("\r\n").unwrap_or(("0", ""));
-                let len: i64 = len.parse().unwrap_or(0);
-                len < 0 || rest.len() >= len as usize + 2
+    }
+}
+
+/// Length of the first complete reply in `text`.
+fn complete(text: &str) -> Option<usize> {
+    let line_end = text.find("\r\n")? + 2;
+    let head = &text[..line_end - 2];
+    match head.as_bytes().first()? {
+        b'$' => {
+            let len: i64 = head[1..].parse().ok()?;
+            if len < 0 {
+                return Some(line_end);
             }
-            _ => text.ends_with("\r\n"),
-        };
-        if complete {
-            return Ok(text);
+            let end = line_end + len as usize + 2;
+            (text.len() >= end).then_some(end)
         }
+        b'*' => {
+            let n: i64 = head[1..].parse().ok()?;
+            let mut at = line_end;
+            for _ in 0..n.max(0) {
+                at += complete(&text[at..])?;
+            }
+            Some(at)
+        }
+        _ => Some(line_end),
     }
 }
 
@@ -148,12 +173,40 @@ clusters:
         );
     }
 
-    // Keyless commands by route; stateful ones refused in Redis's own error format.
+    // Keyless commands by route.
     assert_eq!(call(&mut c, &["PING"]).await?, "+PONG\r\n");
-    let multi = call(&mut c, &["MULTI"]).await?;
-    assert!(
-        multi.starts_with("-ERR") && multi.contains("stateful"),
-        "{multi}"
+
+    // A transaction pins its connection: every command of it reaches the same server, and
+    // EXEC answers for all of them.
+    let mut tx = TcpStream::connect(("127.0.0.1", port)).await?;
+    assert_eq!(call(&mut tx, &["MULTI"]).await?, "+OK\r\n");
+    assert_eq!(
+        call(&mut tx, &["SET", "user:2", "bo"]).await?,
+        "+QUEUED\r\n"
+    );
+    assert_eq!(
+        call(&mut tx, &["INCR", "item:counter"]).await?,
+        "+QUEUED\r\n"
+    );
+    assert_eq!(call(&mut tx, &["EXEC"]).await?, "*2\r\n+OK\r\n:1\r\n");
+    assert_eq!(
+        redis_cli(users.port, &["GET", "item:counter"])?,
+        "1",
+        "pinned to users"
+    );
+    assert_eq!(call(&mut tx, &["GET", "user:2"]).await?, "$2\r\nbo\r\n");
+
+    // Pub/sub: the subscriber's connection is pinned, and messages published through
+    // another connection are pushed to it.
+    let mut sub = TcpStream::connect(("127.0.0.1", port)).await?;
+    assert_eq!(
+        call(&mut sub, &["SUBSCRIBE", "news"]).await?,
+        "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+    );
+    assert_eq!(call(&mut c, &["PUBLISH", "news", "hello"]).await?, ":1\r\n");
+    assert_eq!(
+        read_reply(&mut sub).await?,
+        "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n"
     );
     assert_eq!(call(&mut c, &["GET", "user:1"]).await?, "$3\r\nann\r\n");
 
