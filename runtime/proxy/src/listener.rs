@@ -13,7 +13,7 @@ use meta_protocol_core::{
 use meta_protocol_runtime::mux::Reorder;
 use meta_protocol_runtime::resilience::{AttemptFailure, RetryPolicy};
 use meta_protocol_runtime::route::Router;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -153,9 +153,12 @@ async fn serve(
     let idle_timeout = rt0.idle_timeout;
     drop(rt0);
     let (mut rd, mut wr) = stream.into_split();
-    let mut rbuf = BytesMut::with_capacity(4096);
-    let mut wbuf = BytesMut::with_capacity(4096);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    // No buffer until the first bytes arrive: idle connections cost only their task.
+    let mut rbuf = BytesMut::new();
+    let mut wbuf = BytesMut::new();
+    // Created on the first request: an idle connection allocates no channel.
+    let mut done_tx: Option<mpsc::UnboundedSender<Done>> = None;
+    let mut done_rx: Option<mpsc::UnboundedReceiver<Done>> = None;
     let mut reorder: Reorder<Bytes> = Reorder::new();
     let mut in_flight = 0usize;
     let mut reading = true;
@@ -167,7 +170,7 @@ async fn serve(
         }
         let idle = in_flight == 0;
         tokio::select! {
-            n = rd.read_buf(&mut rbuf), if reading => {
+            n = read_some(&mut rd, &mut rbuf), if reading => {
                 match n {
                     Ok(0) => reading = false,
                     Ok(_) => {
@@ -190,7 +193,7 @@ async fn serve(
                                             let seq = (ordered && expects).then(|| reorder.request());
                                             in_flight += usize::from(expects);
                                             let ctx = msg.context();
-                                            let tx = done_tx.clone();
+                                            let tx = done_sender(&mut done_tx, &mut done_rx);
                                             let pins = msg.metadata().get_str(PIN_KEY) == Some("true");
                                             if pinned.is_none() && !pins {
                                                 let rt = rt.clone();
@@ -205,7 +208,7 @@ async fn serve(
                                             // Stateful session: one upstream connection, requests in order.
                                             let timeout = rt.request_timeout;
                                             let rt2 = rt.clone();
-                                            match send_pinned(&rt, &mut pinned, &mut out_of_band, msg, expects).await {
+                                            match Box::pin(send_pinned(&rt, &mut pinned, &mut out_of_band, msg, expects)).await {
                                                 Ok((route_index, rx)) => {
                                                     tokio::spawn(async move {
                                                         let outcome = match rx {
@@ -231,7 +234,7 @@ async fn serve(
                                             if kind == MessageKind::StreamInit {
                                                 let seq = ordered.then(|| reorder.request());
                                                 in_flight += 1;
-                                                let _ = done_tx.send(Done { seq, ctx: msg.context(), route: None, route_index: None, outcome: Outcome::Local(ErrorKind::BadRequest, "streams are not supported by this proxy yet".into()) });
+                                                let _ = done_sender(&mut done_tx, &mut done_rx).send(Done { seq, ctx: msg.context(), route: None, route_index: None, outcome: Outcome::Local(ErrorKind::BadRequest, "streams are not supported by this proxy yet".into()) });
                                             }
                                         }
                                     }
@@ -240,7 +243,7 @@ async fn serve(
                                 Err(DecodeError::Message(bad)) => {
                                     let seq = (in_order || bad.context.correlation == Correlation::Pipeline).then(|| reorder.request());
                                     in_flight += 1;
-                                    let _ = done_tx.send(Done { seq, ctx: bad.context.clone(), route: None, route_index: None, outcome: Outcome::Local(ErrorKind::BadRequest, bad.reason.to_string()) });
+                                    let _ = done_sender(&mut done_tx, &mut done_rx).send(Done { seq, ctx: bad.context.clone(), route: None, route_index: None, outcome: Outcome::Local(ErrorKind::BadRequest, bad.reason.to_string()) });
                                 }
                                 Err(e) => {
                                     handle.stats.framing_errors.inc();
@@ -253,7 +256,7 @@ async fn serve(
                     Err(e) => return Err(format!("read failed: {e}")),
                 }
             }
-            done = done_rx.recv(), if in_flight > 0 => {
+            done = recv_done(&mut done_rx), if in_flight > 0 => {
                 let Some(done) = done else { return Err("request tasks ended".into()) };
                 in_flight -= 1;
                 let reply = match done.outcome {
@@ -303,6 +306,44 @@ async fn serve(
                 .await
                 .map_err(|e| format!("write failed: {e}"))?;
             wbuf.clear();
+        }
+    }
+}
+
+/// The sender of request outcomes, creating the channel on first use.
+fn done_sender(
+    tx: &mut Option<mpsc::UnboundedSender<Done>>,
+    rx: &mut Option<mpsc::UnboundedReceiver<Done>>,
+) -> mpsc::UnboundedSender<Done> {
+    tx.get_or_insert_with(|| {
+        let (t, r) = mpsc::unbounded_channel();
+        *rx = Some(r);
+        t
+    })
+    .clone()
+}
+
+async fn recv_done(rx: &mut Option<mpsc::UnboundedReceiver<Done>>) -> Option<Done> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until the socket is readable, then reads into `buf`, making room only then.
+async fn read_some(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    const READ_SIZE: usize = 8 * 1024;
+    loop {
+        rd.readable().await?;
+        if buf.capacity() - buf.len() < READ_SIZE / 2 {
+            buf.reserve(READ_SIZE);
+        }
+        match rd.try_read_buf(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
         }
     }
 }
