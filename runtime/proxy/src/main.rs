@@ -21,6 +21,9 @@ struct Cli {
     /// (warn for `demo`, whose own output is the point).
     #[arg(long, global = true)]
     log_level: Option<String>,
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long, global = true)]
+    workers: Option<usize>,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
     drain_timeout: Duration,
@@ -38,6 +41,16 @@ enum Command {
         /// Calls the client makes.
         #[arg(long, default_value_t = 200)]
         requests: usize,
+    },
+    /// Run one of the demo's MiniRPC upstream servers (for benchmarks): it answers every call
+    /// with its name.
+    DemoUpstream {
+        /// `ip:port` to listen on.
+        #[arg(long)]
+        listen: String,
+        /// The name it answers with.
+        #[arg(long, default_value = "upstream")]
+        name: String,
     },
 }
 
@@ -90,6 +103,21 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::DemoUpstream { listen, name }) => {
+            let served = runtime.block_on(async {
+                let server = demo::UpstreamServer::start(&listen, &name).await?;
+                eprintln!("{} listening on {}", server.name, server.addr);
+                tokio::signal::ctrl_c().await?;
+                Ok::<(), std::io::Error>(())
+            });
+            match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("demo-upstream: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Demo { requests }) => match runtime.block_on(demo::run(requests)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
