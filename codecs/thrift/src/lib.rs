@@ -374,26 +374,27 @@ impl Codec for ThriftCodec {
         let h = &layout.header;
         let mut md = Metadata::new();
         let name = &frame[h.name.clone()];
+        // The fixed keys are each recorded once into fresh metadata: no duplicate search.
         match name.iter().position(|b| *b == b':') {
             Some(colon) => {
                 let at = h.name.start + colon;
-                md.record(
+                md.append(
                     "method",
                     text(&frame, at + 1..h.name.end).unwrap_or(MetaValue::EMPTY),
                 );
-                md.record(
+                md.append(
                     "service",
                     text(&frame, h.name.start..at).unwrap_or(MetaValue::EMPTY),
                 );
             }
-            None => md.record(
+            None => md.append(
                 "method",
                 text(&frame, h.name.clone()).unwrap_or(MetaValue::EMPTY),
             ),
         }
-        md.record("message_type", type_name(h.mtype));
-        md.record("protocol", h.protocol.name());
-        md.record("transport", layout.transport.name());
+        md.append("message_type", type_name(h.mtype));
+        md.append("protocol", h.protocol.name());
+        md.append("transport", layout.transport.name());
         if let Some(th) = &layout.theader {
             for (k, v) in &th.headers {
                 if let (Some(k), Some(v)) = (text(&frame, k.clone()), text(&frame, v.clone())) {
