@@ -86,7 +86,10 @@ struct Core {
 
 struct EndpointPool {
     addr: SocketAddr,
-    slots: Vec<tokio::sync::Mutex<Option<UpstreamConn>>>,
+    /// Open connections, read without waiting on the hot path.
+    slots: Vec<Mutex<Option<UpstreamConn>>>,
+    /// Serialises connecting, per slot, so that one connection is made, not one per request.
+    connecting: Vec<tokio::sync::Mutex<()>>,
     next: AtomicUsize,
     active: AtomicU32,
     /// Replies counted per endpoint (the demo prints these).
@@ -117,7 +120,10 @@ impl Cluster {
                     .parse()
                     .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
                 slots: (0..config.pool.connections_per_endpoint)
-                    .map(|_| tokio::sync::Mutex::new(None))
+                    .map(|_| Mutex::new(None))
+                    .collect(),
+                connecting: (0..config.pool.connections_per_endpoint)
+                    .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
                 next: AtomicUsize::new(0),
                 active: AtomicU32::new(0),
@@ -202,7 +208,7 @@ impl Cluster {
     }
 
     fn pick(&self, hash: Option<u64>, random: u64, now: Instant) -> Option<usize> {
-        let active: Vec<u32> = self
+        let active: smallvec::SmallVec<[u32; 16]> = self
             .endpoints
             .iter()
             .map(|e| e.active.load(Ordering::Relaxed))
@@ -243,9 +249,21 @@ impl Cluster {
     async fn connection(&self, i: usize) -> Result<UpstreamConn, CallError> {
         let ep = &self.endpoints[i];
         let slot = ep.next.fetch_add(1, Ordering::Relaxed) % ep.slots.len();
-        let mut guard = ep.slots[slot].lock().await;
-        if let Some(c) = guard.as_ref().filter(|c| c.is_open()) {
-            return Ok(c.clone());
+        let open = |ep: &EndpointPool| {
+            ep.slots[slot]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .filter(|c| c.is_open())
+                .cloned()
+        };
+        if let Some(c) = open(ep) {
+            return Ok(c);
+        }
+        let _connecting = ep.connecting[slot].lock().await;
+        if let Some(c) = open(ep) {
+            // Another request connected while this one waited.
+            return Ok(c);
         }
         let _pending = self.permit(Resource::Pending)?;
         if self.open_connections.load(Ordering::Relaxed) >= self.max_connections as usize {
@@ -263,7 +281,7 @@ impl Cluster {
         )
         .await?;
         self.stats.connections_opened.inc();
-        *guard = Some(conn.clone());
+        *ep.slots[slot].lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
         Ok(conn)
     }
 
