@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ClusterConfig, PoolMode};
 use crate::stats::Counter;
-use crate::upstream::{Outbound, UpstreamConn, UpstreamError};
+use crate::upstream::{UpstreamConn, UpstreamError};
 
 /// Why a call to a cluster produced no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -325,17 +325,7 @@ impl Cluster {
         expects_reply: bool,
     ) -> Result<Option<ReplyRx>, CallError> {
         self.stats.requests.inc();
-        if !expects_reply {
-            conn.send(Outbound { msg, reply: None }).await?;
-            return Ok(None);
-        }
-        let (tx, rx) = oneshot::channel();
-        conn.send(Outbound {
-            msg,
-            reply: Some(tx),
-        })
-        .await?;
-        Ok(Some(rx))
+        Ok(conn.request(msg, expects_reply).await?)
     }
 
     /// Sends `msg` to an endpoint and waits for its reply (`Ok(None)` for requests that get
@@ -387,16 +377,9 @@ impl Cluster {
         let conn = tokio::time::timeout_at(deadline, self.connection(i))
             .await
             .map_err(|_| CallError::Timeout(timeout))??;
-        if !expects_reply {
-            conn.send(Outbound { msg, reply: None }).await?;
+        let Some(rx) = conn.request(msg, expects_reply).await? else {
             return Ok(None);
-        }
-        let (tx, rx) = oneshot::channel();
-        conn.send(Outbound {
-            msg,
-            reply: Some(tx),
-        })
-        .await?;
+        };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         await_reply(rx, left).await.map(Some).map_err(|e| match e {
             CallError::Timeout(_) => CallError::Timeout(timeout),

@@ -88,6 +88,25 @@ impl UpstreamConn {
         !self.tx.is_closed()
     }
 
+    /// Queues `msg`; returns where its reply will arrive, or `None` when it expects none.
+    pub(crate) async fn request(
+        &self,
+        msg: Message,
+        expects_reply: bool,
+    ) -> Result<Option<oneshot::Receiver<Result<Message, UpstreamError>>>, UpstreamError> {
+        if !expects_reply {
+            self.send(Outbound { msg, reply: None }).await?;
+            return Ok(None);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Outbound {
+            msg,
+            reply: Some(tx),
+        })
+        .await?;
+        Ok(Some(rx))
+    }
+
     /// Queues a request on this connection.
     pub(crate) async fn send(&self, out: Outbound) -> Result<(), UpstreamError> {
         self.tx
