@@ -11,6 +11,7 @@
 //! | `method` | the method name; for multiplexed calls (`Service:method`) the part after the colon |
 //! | `service` | the part before the colon of a multiplexed call (absent otherwise) |
 //! | `message_type` | `call`, `reply`, `exception` or `oneway` |
+//! | `seqid` | the sequence id as sent (a signed decimal); read-only: the runtime rewrites ids with `Message::set_correlation` |
 //! | `protocol` | `binary` or `compact` |
 //! | `transport` | `framed`, `unframed` or `header` |
 //! | *any THeader info header* | its value, under its own key (THeader transport only) |
@@ -31,8 +32,8 @@
 //! - On the THeader transport, any other key is written as an info header, and removing one
 //!   drops it.
 //! - On framed and unframed transports there is nowhere to put other keys:
-//!   [`EncodeError::UnsupportedMutation`] says so. `message_type`, `protocol` and `transport`
-//!   cannot change.
+//!   [`EncodeError::UnsupportedMutation`] says so. `message_type`, `seqid`, `protocol` and
+//!   `transport` cannot change.
 //! - A rewritten correlation id is written into the message header (and the THeader
 //!   sequence number).
 //!
@@ -94,7 +95,14 @@ impl Transport {
 pub const DEFAULT_FRAME_LIMIT: FrameLimit = FrameLimit::new(16 * 1024 * 1024);
 
 /// Keys the codec derives from the frame; everything else is a THeader info header.
-const FIXED_KEYS: [&str; 5] = ["method", "service", "message_type", "protocol", "transport"];
+const FIXED_KEYS: [&str; 6] = [
+    "method",
+    "service",
+    "message_type",
+    "seqid",
+    "protocol",
+    "transport",
+];
 
 const THEADER_MAGIC: u16 = 0x0fff;
 
@@ -393,6 +401,7 @@ impl Codec for ThriftCodec {
             ),
         }
         md.append("message_type", type_name(h.mtype));
+        md.append("seqid", MetaValue::from_i64(i64::from(h.seqid)));
         md.append("protocol", h.protocol.name());
         md.append("transport", layout.transport.name());
         if let Some(th) = &layout.theader {
@@ -437,9 +446,11 @@ impl Codec for ThriftCodec {
             )))?;
         let h = &layout.header;
         let md = msg.metadata();
-        for key in ["message_type", "protocol", "transport"] {
+        let seqid_was = MetaValue::from_i64(i64::from(h.seqid));
+        for key in ["message_type", "seqid", "protocol", "transport"] {
             let was = match key {
                 "message_type" => type_name(h.mtype),
+                "seqid" => seqid_was.as_str(),
                 "protocol" => h.protocol.name(),
                 _ => layout.transport.name(),
             };

@@ -206,6 +206,7 @@ fn metadata_of_a_multiplexed_theader_call() {
     assert_eq!(md.get_str("protocol"), Some("compact"));
     assert_eq!(md.get_str("transport"), Some("header"));
     assert_eq!(md.get_str("x-tenant"), Some("blue"));
+    assert_eq!(md.get_str("seqid"), Some("7"));
     assert_eq!(m.correlation().id(), Some(7));
 }
 
