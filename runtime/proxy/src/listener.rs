@@ -185,7 +185,7 @@ async fn serve(
                                             if let Some(pong) = codec.heartbeat_reply(&msg) {
                                                 handle.stats.heartbeats.inc();
                                                 let seq = ordered.then(|| reorder.request());
-                                                emit(&mut *codec, &mut reorder, &mut wbuf, seq, &pong);
+                                                emit(&mut *codec, &mut reorder, &mut wbuf, seq, &pong)?;
                                             }
                                         }
                                         MessageKind::Request | MessageKind::Oneway => {
@@ -277,7 +277,7 @@ async fn serve(
                     Outcome::NoReply => None,
                 };
                 match reply {
-                    Some(reply) => emit(&mut *codec, &mut reorder, &mut wbuf, done.seq, &reply),
+                    Some(reply) => emit(&mut *codec, &mut reorder, &mut wbuf, done.seq, &reply)?,
                     None if done.seq.is_some() => {
                         // The protocol cannot express this error: close, as the contract says.
                         let _ = wr.write_all(&wbuf).await;
@@ -289,7 +289,7 @@ async fn serve(
             frame = next_out_of_band(&mut out_of_band), if out_of_band.is_some() => {
                 match frame {
                     // Pushes and pub/sub messages of the pinned session, as they come.
-                    Some(frame) => emit(&mut *codec, &mut reorder, &mut wbuf, None, &frame),
+                    Some(frame) => emit(&mut *codec, &mut reorder, &mut wbuf, None, &frame)?,
                     None => return Err("the pinned upstream connection closed".into()),
                 }
             }
@@ -355,12 +355,12 @@ fn emit(
     wbuf: &mut BytesMut,
     seq: Option<u64>,
     msg: &Message,
-) {
+) -> Result<(), String> {
     let mut frame = BytesMut::new();
-    if let Err(e) = codec.encode(msg, &mut frame) {
-        tracing::warn!(error = %e, "reply cannot be encoded for the downstream");
-        frame.clear();
-    }
+    // A reply that cannot be written would leave the client waiting forever: close instead.
+    codec
+        .encode(msg, &mut frame)
+        .map_err(|e| format!("a reply cannot be encoded for the downstream ({e}); closing"))?;
     match seq {
         None => wbuf.extend_from_slice(&frame),
         Some(seq) => {
@@ -369,6 +369,7 @@ fn emit(
             }
         }
     }
+    Ok(())
 }
 
 /// Routes and forwards one request; returns the route used and the outcome.

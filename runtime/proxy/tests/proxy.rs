@@ -327,3 +327,19 @@ fn validate_names_the_offending_key_and_exits_non_zero() -> Result {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_the_codec_cannot_encode_closes_the_connection_instead_of_hanging() -> Result {
+    let a = upstream("a").await?;
+    // MiniRPC has no room for an `x-trace` key, so the mutated reply cannot be written.
+    let routes = "        - name: all\n          route: { cluster: a }\n          response_mutation: [ { key: x-trace, value: \"1\" } ]\n";
+    let proxy = Proxy::start(
+        config(routes, &cluster("a", &[&a], ""), "")?,
+        builtin_codecs(),
+    )
+    .await?;
+    let mut client = Client::connect(proxy.listener_addr("in").ok_or("listener")?).await?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), client.call(1, 1)).await?;
+    assert!(answer.is_err(), "closed, not answered: {answer:?}");
+    Ok(())
+}
