@@ -300,24 +300,36 @@ impl<H: HeaderProtocol> Codec for HeaderCodec<H> {
     }
 
     fn error_reply(&mut self, request: &RequestContext, error: &ErrorReply) -> Option<Message> {
-        let req = H::peek(&request.header).ok().flatten()?;
-        let (mut header, body) = H::error_reply(&req, error)?;
-        if let Correlation::Id(id) = request.correlation {
-            header.set_correlation(id).ok()?;
-        }
-        Self::message(header, body).ok()
+        Self::reply_to(&request.header, request.correlation, |req| {
+            H::error_reply(req, error)
+        })
     }
 
     fn heartbeat_reply(&mut self, heartbeat: &Message) -> Option<Message> {
         if heartbeat.kind() != MessageKind::Heartbeat {
             return None;
         }
-        let req = H::peek(heartbeat.header()).ok().flatten()?;
-        let (mut header, body) = H::heartbeat_reply(&req)?;
-        if let Correlation::Id(id) = heartbeat.correlation() {
-            header.set_correlation(id).ok()?;
+        Self::reply_to(
+            heartbeat.header(),
+            heartbeat.correlation(),
+            H::heartbeat_reply,
+        )
+    }
+}
+
+impl<H: HeaderProtocol> HeaderCodec<H> {
+    /// The reply `build` makes from the request header in `header`, carrying `correlation`.
+    fn reply_to(
+        header: &[u8],
+        correlation: Correlation,
+        build: impl FnOnce(&H) -> Option<(H, Bytes)>,
+    ) -> Option<Message> {
+        let req = H::peek(header).ok().flatten()?;
+        let (mut reply, body) = build(&req)?;
+        if let Correlation::Id(id) = correlation {
+            reply.set_correlation(id).ok()?;
         }
-        Self::message(header, body).ok()
+        Self::message(reply, body).ok()
     }
 }
 
