@@ -415,18 +415,17 @@ fn apply_metadata(meta: &[(&Laid<'_>, &str)], md: &Ident) -> TokenStream {
     }
 }
 
-/// The field's type, and an expression parsing the `MetaValue` in `value` as that type
+/// The field's type, and an expression parsing the `&str` in `value` as that type
 /// (returning `InvalidValue` when it does not parse or fit).
 fn parse_meta_value(laid: &Laid<'_>, key: &str, value: &Ident) -> (TokenStream, TokenStream) {
     let core = quote!(::meta_protocol_core);
     let result = quote!(::core::result::Result);
-    let option = quote!(::core::option::Option);
     let n = local("n");
     let invalid = |reason: String| {
         quote! {
             return #result::Err(#core::HeaderError::InvalidValue {
                 key: #key,
-                value: ::std::string::String::from(#core::MetaValue::as_str(#value)),
+                value: ::std::string::String::from(#value),
                 reason: #reason,
             })
         }
@@ -436,7 +435,7 @@ fn parse_meta_value(laid: &Laid<'_>, key: &str, value: &Ident) -> (TokenStream, 
         Repr::Bits { flag: true, .. } => {
             let fail = invalid("expected `true` or `false`".to_owned());
             let parse = quote! {
-                match #core::MetaValue::as_str(#value) {
+                match #value {
                     "true" => true,
                     "false" => false,
                     _ => #fail,
@@ -491,8 +490,8 @@ fn parse_meta_value(laid: &Laid<'_>, key: &str, value: &Ident) -> (TokenStream, 
     };
     let fail = invalid(reason);
     let parse = quote! {
-        match #core::MetaValue::parse_int::<#parse_as>(#value) {
-            #option::Some(#n) #guard => #convert,
+        match <#parse_as as ::core::str::FromStr>::from_str(#value) {
+            #result::Ok(#n) #guard => #convert,
             _ => #fail,
         }
     };

@@ -270,7 +270,7 @@ impl<H: HeaderProtocol> Codec for HeaderCodec<H> {
             if let Some((key, _)) = msg
                 .metadata()
                 .iter()
-                .find(|(k, _)| !H::METADATA_KEYS.contains(&k.as_str()))
+                .find(|(k, _)| !H::METADATA_KEYS.contains(k))
             {
                 return Err(EncodeError::UnsupportedMutation {
                     key: key.to_string(),

@@ -93,6 +93,7 @@ pub struct RequestContext {
 impl Message {
     /// A message with its wire form: `header` then `body` are exactly the bytes of the frame.
     /// Codecs call this from `decode`, and to build replies.
+    #[inline]
     pub fn from_wire(
         kind: MessageKind,
         correlation: Correlation,
@@ -112,11 +113,13 @@ impl Message {
     }
 
     /// The message's kind.
+    #[inline]
     pub fn kind(&self) -> MessageKind {
         self.kind
     }
 
     /// How replies to this message are matched to it.
+    #[inline]
     pub fn correlation(&self) -> Correlation {
         self.correlation
     }
@@ -124,6 +127,7 @@ impl Message {
     /// Replaces the protocol request id (the runtime does this to multiplex many downstream
     /// connections onto one upstream connection, and restores it on the reply). Ignored for
     /// [`Correlation::Pipeline`] messages, which have no id on the wire.
+    #[inline]
     pub fn set_correlation(&mut self, id: u64) {
         if let Correlation::Id(old) = self.correlation
             && old != id
@@ -134,22 +138,26 @@ impl Message {
     }
 
     /// The routable metadata.
+    #[inline]
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
     }
 
     /// Mutable metadata; [`Metadata::insert`] and [`Metadata::remove`] mark the message
     /// modified.
+    #[inline]
     pub fn metadata_mut(&mut self) -> &mut Metadata {
         &mut self.metadata
     }
 
     /// The original header bytes (as received, or as built by the codec).
+    #[inline]
     pub fn header(&self) -> &Bytes {
         &self.header
     }
 
     /// The body (everything after the header), shared with the received frame.
+    #[inline]
     pub fn body(&self) -> &Bytes {
         &self.body
     }
@@ -161,6 +169,7 @@ impl Message {
     }
 
     /// Length of the original frame, header plus body.
+    #[inline]
     pub fn wire_len(&self) -> usize {
         self.header.len() + self.body.len()
     }
@@ -181,6 +190,7 @@ impl Message {
     }
 
     /// True when encoding must do more than copy the original bytes.
+    #[inline]
     pub fn is_modified(&self) -> bool {
         self.metadata.is_modified() || self.correlation_changed || self.body_changed
     }
@@ -294,6 +304,13 @@ mod tests {
         m.set_correlation(5);
         assert_eq!(m.correlation(), Correlation::Pipeline);
         assert!(!m.is_modified());
+    }
+
+    #[test]
+    fn a_message_stays_small_enough_to_move() {
+        // Eight inline metadata entries of 48 bytes, the frame, header and body slices.
+        assert!(std::mem::size_of::<Message>() <= 528);
+        assert!(std::mem::size_of::<Metadata>() <= 440);
     }
 
     #[test]

@@ -1,56 +1,101 @@
 //! [`Metadata`]: the routable string key/values of a message, plus typed opaque values.
 //!
-//! Routes match only on the string pairs. Codecs fill them while decoding with
-//! [`Metadata::record`] (which does not count as a change); filters and the router change them
-//! with [`Metadata::insert`] and [`Metadata::remove`], which mark the metadata modified so that
-//! the codec re-serialises the header on encode.
+//! Routes match only on the string pairs. Codecs fill them while decoding (which does not
+//! count as a change); filters and the router change them with [`Metadata::insert`] and
+//! [`Metadata::remove`], which mark the metadata modified so that the codec re-serialises the
+//! header on encode.
+//!
+//! Metadata built with [`Metadata::for_frame`] holds the frame it was decoded from, and values
+//! (and keys) read from the frame are stored as ranges into it
+//! ([`append_frame`](Metadata::append_frame), [`record_frame`](Metadata::record_frame)): no copy,
+//! no reference count per value. Fixed keys are `&'static str`, numbers are rendered inline.
 //!
 //! ```
+//! use bytes::Bytes;
 //! use meta_protocol_core::{Metadata, MetaValue};
 //!
-//! let mut md = Metadata::new();
-//! md.record("method", MetaValue::from_static("sayHello"));
+//! let frame = Bytes::from_static(b"..sayHello..");
+//! let mut md = Metadata::for_frame(frame);
+//! assert!(md.append_frame("method", 2..10));
+//! md.append("seq", MetaValue::from_u64(7));
 //! assert!(!md.is_modified());
 //! md.insert("x-tenant", "blue");
 //! assert!(md.is_modified());
-//! assert_eq!(md.get("method").map(|v| v.as_str()), Some("sayHello"));
+//! assert_eq!(md.get("method"), Some("sayHello"));
+//! assert!(md.is_zero_copy("method"));
 //! ```
 
 use std::any::{Any, TypeId};
 use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::MetaValue;
+use crate::value::Repr;
 
 /// Entries kept inline before the list spills to the heap.
-const INLINE_ENTRIES: usize = 6;
+const INLINE_ENTRIES: usize = 8;
+
+/// Longest string a [`Str`] keeps inline.
+const STR_INLINE: usize = 22;
 
 /// Routable key/values and typed opaque values of one message.
 #[derive(Clone, Default)]
 pub struct Metadata {
-    entries: SmallVec<[(MetaValue, MetaValue); INLINE_ENTRIES]>,
+    /// The frame that [`Str::Frame`] ranges point into.
+    source: Bytes,
+    entries: SmallVec<[(Str, Str); INLINE_ENTRIES]>,
     typed: Option<Box<TypedMap>>,
     modified: bool,
+}
+
+/// One key or value, 24 bytes: a range of the metadata's frame, a static string, a short
+/// inline string or a reference-counted copy. Frame ranges are checked to be UTF-8 when
+/// recorded.
+#[derive(Clone)]
+enum Str {
+    Static(&'static str),
+    Frame { start: u32, len: u32 },
+    Inline { len: u8, buf: [u8; STR_INLINE] },
+    Owned(Arc<str>),
 }
 
 // === impl Metadata ===
 
 impl Metadata {
     /// Empty metadata.
+    #[inline]
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Empty metadata for a message decoded from `frame`: keys and values read from it can then
+    /// be recorded as ranges ([`append_frame`](Self::append_frame),
+    /// [`record_frame`](Self::record_frame)) and values given as slices of it are stored as
+    /// ranges too. Costs one reference count on the frame.
+    #[inline]
+    pub fn for_frame(frame: Bytes) -> Self {
+        Metadata {
+            source: frame,
+            ..Self::default()
+        }
+    }
+
+    /// The frame given to [`for_frame`](Self::for_frame) (empty otherwise).
+    pub fn frame(&self) -> &Bytes {
+        &self.source
+    }
+
     /// Records a value read from the frame. Replaces an earlier value of the same key. Does not
     /// mark the metadata modified: this is what codecs call while decoding.
+    #[inline]
     pub fn record(&mut self, key: impl Into<MetaValue>, value: impl Into<MetaValue>) {
-        let key = key.into();
-        let value = value.into();
-        match self.position(key.as_bytes()) {
-            Some(i) => self.entries[i].1 = value,
-            None => self.entries.push((key, value)),
-        }
+        let key = self.store(key.into());
+        let value = self.store(value.into());
+        self.put(key, value);
     }
 
     /// Records a value read from the frame under a key the caller knows is not present yet
@@ -59,13 +104,82 @@ impl Metadata {
     ///
     /// If the key is present after all, [`get`](Self::get) keeps returning the earlier value
     /// (debug builds assert that it is not).
+    #[inline]
     pub fn append(&mut self, key: impl Into<MetaValue>, value: impl Into<MetaValue>) {
-        let key = key.into();
+        let key = self.store(key.into());
         debug_assert!(
-            !self.contains(key.as_str()),
-            "Metadata::append of a key that is already present: {key:?}"
+            self.position(self.resolve(&key).as_bytes()).is_none(),
+            "Metadata::append of a key that is already present: {:?}",
+            self.resolve(&key)
         );
-        self.entries.push((key, value.into()));
+        let value = self.store(value.into());
+        self.entries.push((key, value));
+    }
+
+    /// [`append`](Self::append) of a static value under a fixed key: the cheapest entry.
+    #[inline]
+    pub fn append_static(&mut self, key: &'static str, value: &'static str) {
+        debug_assert!(
+            !self.contains(key),
+            "Metadata::append_static of a present key: {key:?}"
+        );
+        self.entries.push((Str::Static(key), Str::Static(value)));
+    }
+
+    /// [`append`](Self::append) of an integer, rendered in decimal inline, under a fixed key.
+    #[inline]
+    pub fn append_int(&mut self, key: &'static str, value: i64) {
+        debug_assert!(
+            !self.contains(key),
+            "Metadata::append_int of a present key: {key:?}"
+        );
+        self.entries.push((Str::Static(key), Str::int(value)));
+    }
+
+    /// [`append`](Self::append) of an unsigned integer, rendered in decimal inline, under a
+    /// fixed key.
+    #[inline]
+    pub fn append_uint(&mut self, key: &'static str, value: u64) {
+        debug_assert!(
+            !self.contains(key),
+            "Metadata::append_uint of a present key: {key:?}"
+        );
+        let mut buf = [0u8; STR_INLINE];
+        let len = crate::value::render_u64(value, &mut buf[..20]);
+        self.entries.push((
+            Str::Static(key),
+            Str::Inline {
+                len: len as u8,
+                buf,
+            },
+        ));
+    }
+
+    /// [`append`](Self::append) of the frame's bytes at `range` under a fixed key, without a
+    /// copy. Returns false, recording nothing, when the range is outside the frame or not UTF-8.
+    #[inline]
+    pub fn append_frame(&mut self, key: &'static str, range: Range<usize>) -> bool {
+        let Some(value) = self.frame_str(range) else {
+            return false;
+        };
+        debug_assert!(
+            !self.contains(key),
+            "Metadata::append_frame of a key that is already present: {key:?}"
+        );
+        self.entries.push((Str::Static(key), value));
+        true
+    }
+
+    /// [`record`](Self::record) of a key and a value that are both in the frame (THeader info
+    /// headers, Dubbo attachments, bRPC user fields), without a copy. Returns false, recording
+    /// nothing, when a range is outside the frame or not UTF-8.
+    #[inline]
+    pub fn record_frame(&mut self, key: Range<usize>, value: Range<usize>) -> bool {
+        let (Some(k), Some(v)) = (self.frame_str(key), self.frame_str(value)) else {
+            return false;
+        };
+        self.put(k, v);
+        true
     }
 
     /// Sets `key` to `value` and marks the metadata modified. Returns the previous value.
@@ -74,11 +188,14 @@ impl Metadata {
         key: impl Into<MetaValue>,
         value: impl Into<MetaValue>,
     ) -> Option<MetaValue> {
-        let key = key.into();
-        let value = value.into();
+        let key = self.store(key.into());
+        let value = self.store(value.into());
         self.modified = true;
-        match self.position(key.as_bytes()) {
-            Some(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+        match self.position(self.resolve(&key).as_bytes()) {
+            Some(i) => {
+                let old = std::mem::replace(&mut self.entries[i].1, value);
+                Some(self.to_value(old))
+            }
             None => {
                 self.entries.push((key, value));
                 None
@@ -90,41 +207,64 @@ impl Metadata {
     pub fn remove(&mut self, key: &str) -> Option<MetaValue> {
         let i = self.position(key.as_bytes())?;
         self.modified = true;
-        Some(self.entries.remove(i).1)
+        let (_, old) = self.entries.remove(i);
+        Some(self.to_value(old))
     }
 
     /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&MetaValue> {
-        self.position(key.as_bytes()).map(|i| &self.entries[i].1)
+    #[inline]
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.position(key.as_bytes())
+            .map(|i| self.resolve(&self.entries[i].1))
     }
 
-    /// The value of `key` as a string slice.
+    /// The value of `key` (the same as [`get`](Self::get)).
+    #[inline]
     pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.get(key).map(MetaValue::as_str)
+        self.get(key)
+    }
+
+    /// The value of `key` as an owned [`MetaValue`] (a frame range becomes a slice of the
+    /// frame: a reference count, no copy).
+    pub fn get_value(&self, key: &str) -> Option<MetaValue> {
+        self.position(key.as_bytes())
+            .map(|i| self.to_value(self.entries[i].1.clone()))
+    }
+
+    /// True when the value of `key` is stored as a range of the frame (zero-copy).
+    pub fn is_zero_copy(&self, key: &str) -> bool {
+        self.position(key.as_bytes())
+            .is_some_and(|i| matches!(self.entries[i].1, Str::Frame { .. }))
     }
 
     /// True when `key` is present.
+    #[inline]
     pub fn contains(&self, key: &str) -> bool {
         self.position(key.as_bytes()).is_some()
     }
 
     /// The key/value pairs in the order they were recorded.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&MetaValue, &MetaValue)> {
-        self.entries.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.entries
+            .iter()
+            .map(|(k, v)| (self.resolve(k), self.resolve(v)))
     }
 
     /// Number of key/value pairs.
+    #[inline]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// True when there are no key/value pairs.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// True once [`insert`](Self::insert) or [`remove`](Self::remove) changed something since
     /// decode (or since [`mark_unmodified`](Self::mark_unmodified)).
+    #[inline]
     pub fn is_modified(&self) -> bool {
         self.modified
     }
@@ -173,15 +313,135 @@ impl Metadata {
             .and_then(|(_, v)| (**v).as_any_mut().downcast_mut())
     }
 
+    #[inline]
+    fn put(&mut self, key: Str, value: Str) {
+        match self.position(self.resolve(&key).as_bytes()) {
+            Some(i) => self.entries[i].1 = value,
+            None => self.entries.push((key, value)),
+        }
+    }
+
+    #[inline]
     fn position(&self, key: &[u8]) -> Option<usize> {
-        self.entries.iter().position(|(k, _)| k.as_bytes() == key)
+        self.entries
+            .iter()
+            .position(|(k, _)| self.resolve(k).as_bytes() == key)
+    }
+
+    #[inline]
+    fn resolve<'a>(&'a self, s: &'a Str) -> &'a str {
+        match s {
+            Str::Static(s) => s,
+            Str::Owned(s) => s,
+            Str::Inline { len, buf } => std::str::from_utf8(&buf[..*len as usize]).unwrap_or(""),
+            Str::Frame { start, len } => {
+                let (start, len) = (*start as usize, *len as usize);
+                // Checked when recorded; the check keeps the crate free of `unsafe`.
+                self.source
+                    .get(start..start + len)
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .unwrap_or("")
+            }
+        }
+    }
+
+    /// A range of the frame as a [`Str`], if it is inside the frame and UTF-8.
+    #[inline]
+    fn frame_str(&self, range: Range<usize>) -> Option<Str> {
+        let bytes = self.source.get(range.clone())?;
+        std::str::from_utf8(bytes).ok()?;
+        Some(Str::Frame {
+            start: u32::try_from(range.start).ok()?,
+            len: u32::try_from(bytes.len()).ok()?,
+        })
+    }
+
+    /// The compact form of `v`: a frame slice becomes a range, a short string goes inline.
+    #[inline]
+    fn store(&self, v: MetaValue) -> Str {
+        match v.0 {
+            Repr::Static(s) => Str::Static(s),
+            Repr::Owned(s) => Str::Owned(s),
+            Repr::Shared(b) => match self.offset_in_frame(&b) {
+                Some(start) => Str::Frame {
+                    start,
+                    len: b.len() as u32,
+                },
+                None => Str::copy(MetaValue(Repr::Shared(b)).as_str()),
+            },
+            Repr::Inline { len, buf } if len as usize <= STR_INLINE => {
+                // Already UTF-8 (every `MetaValue` is).
+                let mut short = [0u8; STR_INLINE];
+                short.copy_from_slice(&buf[..STR_INLINE]);
+                Str::Inline { len, buf: short }
+            }
+            Repr::Inline { len, buf } => {
+                Str::copy(std::str::from_utf8(&buf[..len as usize]).unwrap_or(""))
+            }
+        }
+    }
+
+    /// Where `b` starts in the frame, when it is a slice of it (a live slice inside the frame's
+    /// memory can only be a view of the same bytes).
+    #[inline]
+    fn offset_in_frame(&self, b: &Bytes) -> Option<u32> {
+        let base = self.source.as_ptr() as usize;
+        let at = b.as_ptr() as usize;
+        let inside = !b.is_empty() && at >= base && at + b.len() <= base + self.source.len();
+        if inside {
+            u32::try_from(at - base).ok()
+        } else {
+            None
+        }
+    }
+
+    fn to_value(&self, s: Str) -> MetaValue {
+        match s {
+            Str::Static(s) => MetaValue::from_static(s),
+            Str::Owned(s) => MetaValue::from(s),
+            Str::Inline { .. } => MetaValue::copy_from_str(self.resolve(&s)),
+            Str::Frame { start, len } => {
+                let (start, len) = (start as usize, len as usize);
+                MetaValue(Repr::Shared(self.source.slice(start..start + len)))
+            }
+        }
+    }
+}
+
+impl Str {
+    #[inline]
+    fn int(v: i64) -> Str {
+        let mut buf = [0u8; STR_INLINE];
+        let len = if v < 0 {
+            buf[0] = b'-';
+            1 + crate::value::render_u64(v.unsigned_abs(), &mut buf[1..21])
+        } else {
+            crate::value::render_u64(v as u64, &mut buf[..20])
+        };
+        Str::Inline {
+            len: len as u8,
+            buf,
+        }
+    }
+
+    fn copy(s: &str) -> Str {
+        if s.len() <= STR_INLINE {
+            let mut buf = [0u8; STR_INLINE];
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            Str::Inline {
+                len: s.len() as u8,
+                buf,
+            }
+        } else {
+            Str::Owned(Arc::from(s))
+        }
     }
 }
 
 /// Equality of the routable pairs (in order); typed values and the modified flag are ignored.
 impl PartialEq for Metadata {
     fn eq(&self, other: &Self) -> bool {
-        self.entries == other.entries
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
@@ -269,6 +529,7 @@ mod tests {
         assert!(!md.is_modified());
 
         assert_eq!(md.insert("a", "3").as_deref(), Some("2"));
+        assert_eq!(md.get("a"), Some("3"));
         assert!(md.is_modified());
         md.mark_unmodified();
         assert_eq!(md.remove("missing"), None);
@@ -279,11 +540,54 @@ mod tests {
     }
 
     #[test]
+    fn frame_ranges_are_zero_copy_and_checked() {
+        let frame = Bytes::from_static(b"k1v1\xffkey-two");
+        let mut md = Metadata::for_frame(frame.clone());
+        assert!(md.append_frame("a", 2..4));
+        assert!(!md.append_frame("bad", 4..5), "not UTF-8");
+        assert!(!md.append_frame("out", 3..99), "outside the frame");
+        assert!(md.record_frame(0..2, 5..12));
+        assert!(
+            md.record_frame(0..2, 2..4),
+            "a frame key replaces like record"
+        );
+        assert_eq!(md.len(), 2);
+        assert_eq!(md.get("k1"), Some("v1"));
+        assert!(md.is_zero_copy("a") && md.is_zero_copy("k1"));
+        // A slice of the frame given as a value is stored as a range too.
+        md.record("b", MetaValue::from_utf8(frame.slice(5..8)).expect("utf8"));
+        assert!(md.is_zero_copy("b"));
+        assert_eq!(md.get("b"), Some("key"));
+        // A slice of another buffer is copied.
+        md.record(
+            "c",
+            MetaValue::from_utf8(Bytes::from_static(b"elsewhere")).expect("utf8"),
+        );
+        assert!(!md.is_zero_copy("c"));
+        assert_eq!(md.get("c"), Some("elsewhere"));
+        let old = md.remove("b").expect("present");
+        assert!(
+            old.is_shared(),
+            "a removed range comes back as a frame slice"
+        );
+        assert_eq!(old, "key");
+        let long = "v".repeat(STR_INLINE + 1);
+        md.insert("long", long.clone());
+        assert_eq!(md.get("long"), Some(long.as_str()));
+        assert_eq!(md.get_value("long").as_deref(), Some(long.as_str()));
+    }
+
+    #[test]
+    fn entries_stay_small() {
+        assert_eq!(std::mem::size_of::<Str>(), 24);
+    }
+
+    #[test]
     fn many_entries_spill_and_keep_order() {
         let md: Metadata = (0..20u64)
             .map(|i| (MetaValue::from_u64(i), MetaValue::from_u64(i * 2)))
             .collect();
-        let keys: Vec<_> = md.iter().map(|(k, _)| k.as_str().to_owned()).collect();
+        let keys: Vec<_> = md.iter().map(|(k, _)| k.to_owned()).collect();
         assert_eq!(keys, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
         assert_eq!(md.get_str("19"), Some("38"));
     }

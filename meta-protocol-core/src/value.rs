@@ -5,6 +5,7 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -15,14 +16,49 @@ pub const INLINE_CAPACITY: usize = 30;
 ///
 /// Values taken from a frame share the frame's memory ([`MetaValue::from_utf8`]); short values
 /// such as rendered integers are stored inline ([`MetaValue::from_u64`]); neither allocates.
+/// Longer copies ([`MetaValue::copy_from_str`], `From<String>`) are reference counted, so that a
+/// value built once (say, from configuration) is shared by every message it is written into.
 #[derive(Clone)]
-pub struct MetaValue(Repr);
+pub struct MetaValue(pub(crate) Repr);
 
 #[derive(Clone)]
-enum Repr {
+pub(crate) enum Repr {
     Static(&'static str),
     Inline { len: u8, buf: [u8; INLINE_CAPACITY] },
     Shared(Bytes),
+    Owned(Arc<str>),
+}
+
+/// Writes `v` in decimal at the start of `out` (20 bytes, enough for `u64::MAX`); returns the
+/// number of digits.
+#[inline]
+pub(crate) fn render_u64(v: u64, out: &mut [u8]) -> usize {
+    // Two digits per step from a table, written from the right.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    let mut n = v;
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        tmp[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        i -= 2;
+        tmp[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        i -= 1;
+        tmp[i] = b'0' + n as u8;
+    }
+    let len = tmp.len() - i;
+    out[..len].copy_from_slice(&tmp[i..]);
+    len
 }
 
 /// The bytes given to [`MetaValue::from_utf8`] were not UTF-8.
@@ -37,6 +73,7 @@ impl MetaValue {
     pub const EMPTY: MetaValue = MetaValue(Repr::Static(""));
 
     /// A value that borrows a `'static` string.
+    #[inline]
     pub const fn from_static(s: &'static str) -> Self {
         MetaValue(Repr::Static(s))
     }
@@ -51,7 +88,7 @@ impl MetaValue {
     }
 
     /// Copies `s`: inline when it is at most [`INLINE_CAPACITY`] bytes, otherwise into a new
-    /// shared buffer.
+    /// reference-counted string.
     pub fn copy_from_str(s: &str) -> Self {
         if s.len() <= INLINE_CAPACITY {
             let mut buf = [0u8; INLINE_CAPACITY];
@@ -61,45 +98,23 @@ impl MetaValue {
                 buf,
             })
         } else {
-            MetaValue(Repr::Shared(Bytes::copy_from_slice(s.as_bytes())))
+            MetaValue(Repr::Owned(Arc::from(s)))
         }
     }
 
     /// Renders an unsigned integer in decimal, inline.
+    #[inline]
     pub fn from_u64(v: u64) -> Self {
-        // Two digits per step from a table, written from the right.
-        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
-        let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        let mut n = v;
-        while n >= 100 {
-            let pair = (n % 100) as usize * 2;
-            n /= 100;
-            i -= 2;
-            tmp[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        }
-        if n >= 10 {
-            let pair = n as usize * 2;
-            i -= 2;
-            tmp[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        } else {
-            i -= 1;
-            tmp[i] = b'0' + n as u8;
-        }
-        let digits = &tmp[i..];
         let mut buf = [0u8; INLINE_CAPACITY];
-        buf[..digits.len()].copy_from_slice(digits);
+        let len = render_u64(v, &mut buf[..20]);
         MetaValue(Repr::Inline {
-            len: digits.len() as u8,
+            len: len as u8,
             buf,
         })
     }
 
     /// Renders a signed integer in decimal, inline.
+    #[inline]
     pub fn from_i64(v: i64) -> Self {
         if v >= 0 {
             return Self::from_u64(v as u64);
@@ -114,11 +129,13 @@ impl MetaValue {
     }
 
     /// `"true"` or `"false"`.
+    #[inline]
     pub const fn from_bool(v: bool) -> Self {
         MetaValue::from_static(if v { "true" } else { "false" })
     }
 
     /// The value as a string slice.
+    #[inline]
     pub fn as_str(&self) -> &str {
         match &self.0 {
             Repr::Static(s) => s,
@@ -129,11 +146,13 @@ impl MetaValue {
     }
 
     /// The value's bytes (always valid UTF-8; no check is repeated).
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             Repr::Static(s) => s.as_bytes(),
             Repr::Inline { len, buf } => &buf[..*len as usize],
             Repr::Shared(b) => b,
+            Repr::Owned(s) => s.as_bytes(),
         }
     }
 
@@ -143,7 +162,8 @@ impl MetaValue {
         self.as_str().parse().ok()
     }
 
-    /// True when the value shares memory with a frame rather than being inline or static.
+    /// True when the value shares memory with a frame rather than being inline, static or a
+    /// copy.
     pub fn is_shared(&self) -> bool {
         matches!(self.0, Repr::Shared(_))
     }
@@ -219,6 +239,7 @@ impl fmt::Display for MetaValue {
 }
 
 impl From<&'static str> for MetaValue {
+    #[inline]
     fn from(s: &'static str) -> Self {
         MetaValue::from_static(s)
     }
@@ -226,11 +247,13 @@ impl From<&'static str> for MetaValue {
 
 impl From<String> for MetaValue {
     fn from(s: String) -> Self {
-        if s.len() <= INLINE_CAPACITY {
-            MetaValue::copy_from_str(&s)
-        } else {
-            MetaValue(Repr::Shared(Bytes::from(s)))
-        }
+        MetaValue::copy_from_str(&s)
+    }
+}
+
+impl From<Arc<str>> for MetaValue {
+    fn from(s: Arc<str>) -> Self {
+        MetaValue(Repr::Owned(s))
     }
 }
 
@@ -272,11 +295,19 @@ mod tests {
     }
 
     #[test]
-    fn short_copies_are_inline_long_ones_shared() {
-        assert!(!MetaValue::copy_from_str("short").is_shared());
+    fn copies_are_inline_or_reference_counted() {
+        assert!(matches!(
+            MetaValue::copy_from_str("short").0,
+            Repr::Inline { .. }
+        ));
         let long = "x".repeat(INLINE_CAPACITY + 1);
-        let v = MetaValue::copy_from_str(&long);
-        assert!(v.is_shared());
+        let v = MetaValue::from(long.clone());
+        assert!(matches!(v.0, Repr::Owned(_)) && !v.is_shared());
         assert_eq!(v.as_str(), long);
+        let Repr::Owned(a) = &v.clone().0 else {
+            unreachable!()
+        };
+        let Repr::Owned(b) = &v.0 else { unreachable!() };
+        assert!(Arc::ptr_eq(a, b), "clones share the copy");
     }
 }

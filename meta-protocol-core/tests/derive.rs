@@ -224,7 +224,7 @@ fn metadata_maps_the_meta_fields_in_order() {
 
     let mut md = Metadata::new();
     odd().to_metadata(&mut md);
-    let pairs: Vec<(&str, &str)> = md.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = md.iter().collect();
     assert_eq!(
         pairs,
         [

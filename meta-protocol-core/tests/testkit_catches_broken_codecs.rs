@@ -100,14 +100,14 @@ impl Codec for Lp {
         let status: u8 = msg
             .metadata()
             .get("status")
-            .and_then(|v| v.parse_int())
+            .and_then(|v| v.parse().ok())
             .filter(|s| *s < 16)
             .ok_or_else(|| EncodeError::InvalidValue {
                 key: "status".into(),
                 value: format!("{:?}", msg.metadata().get("status")),
                 reason: "0-15".into(),
             })?;
-        if let Some((k, _)) = msg.metadata().iter().find(|(k, _)| k.as_str() != "status") {
+        if let Some((k, _)) = msg.metadata().iter().find(|(k, _)| *k != "status") {
             return Err(EncodeError::UnsupportedMutation {
                 key: k.to_string(),
                 reason: "only status".into(),

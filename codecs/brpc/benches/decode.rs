@@ -162,7 +162,10 @@ fn decode(c: &mut Criterion) {
             let e: Vec<(MetaValue, Result<u64, MetaValue>)> = m
                 .metadata()
                 .iter()
-                .map(|(k, v)| (k.clone(), v.parse_int::<u64>().ok_or_else(|| v.clone())))
+                .map(|(k, v)| {
+                    let parsed = v.parse::<u64>().map_err(|_| MetaValue::copy_from_str(v));
+                    (MetaValue::copy_from_str(k), parsed)
+                })
                 .collect();
             entries.push(e);
         }

@@ -289,7 +289,7 @@ pub fn split_payload(msg: &Message) -> Option<(Bytes, Bytes)> {
     if msg.header().get(..4) != Some(&MAGIC[..]) {
         return None;
     }
-    let att: usize = msg.metadata().get(keys::ATTACHMENT_SIZE)?.parse_int()?;
+    let att: usize = msg.metadata().get(keys::ATTACHMENT_SIZE)?.parse().ok()?;
     let body = msg.body();
     let cut = body.len().checked_sub(att)?;
     Some((body.slice(..cut), body.slice(cut..)))
@@ -340,7 +340,7 @@ impl BrpcCodec {
         let mut msg = Message::from_wire(
             kind,
             correlation,
-            Metadata::new(),
+            Metadata::for_frame(frame.clone()),
             header,
             frame.slice(meta_end..),
         );

@@ -188,27 +188,26 @@ impl MetaProblem {
     }
 }
 
+/// Records the frame's bytes at `range` (a range of `md`'s frame) under `key`.
 fn record_str(
     md: &mut Metadata,
-    frame: &Bytes,
     key: &'static str,
     range: &Option<Range<usize>>,
 ) -> Result<(), MetaProblem> {
-    if let Some(r) = range {
-        let v =
-            MetaValue::from_utf8(frame.slice(r.clone())).map_err(|_| MetaProblem::NotUtf8(key))?;
-        md.append(key, v);
+    match range {
+        Some(r) if !md.append_frame(key, r.clone()) => Err(MetaProblem::NotUtf8(key)),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn record_u64(md: &mut Metadata, key: &'static str, v: Option<u64>) {
     if let Some(v) = v {
-        md.append(key, MetaValue::from_u64(v));
+        md.append_uint(key, v);
     }
 }
 
-/// The metadata of a parsed `RpcMeta` in `frame`, zero-copy: strings are slices of `frame`.
+/// The metadata of a parsed `RpcMeta` in `frame`, zero-copy: strings are ranges of `frame`,
+/// which must be `md`'s frame ([`Metadata::for_frame`]).
 pub(crate) fn rpc_metadata(
     frame: &Bytes,
     view: &RpcMetaView,
@@ -216,35 +215,26 @@ pub(crate) fn rpc_metadata(
     md: &mut Metadata,
 ) -> Result<(), MetaProblem> {
     if let Some(req) = &view.request {
-        record_str(md, frame, keys::SERVICE, &req.service)?;
-        record_str(md, frame, keys::METHOD, &req.method)?;
+        record_str(md, keys::SERVICE, &req.service)?;
+        record_str(md, keys::METHOD, &req.method)?;
         record_u64(md, keys::LOG_ID, req.log_id);
         record_u64(md, keys::TRACE_ID, req.trace_id);
         record_u64(md, keys::SPAN_ID, req.span_id);
         record_u64(md, keys::PARENT_SPAN_ID, req.parent_span_id);
-        record_str(md, frame, keys::REQUEST_ID, &req.request_id)?;
+        record_str(md, keys::REQUEST_ID, &req.request_id)?;
         if let Some(t) = req.timeout_ms {
-            md.append(keys::TIMEOUT_MS, MetaValue::from_i64(t.into()));
+            md.append_int(keys::TIMEOUT_MS, t.into());
         }
     } else {
         let resp = view.response.clone().unwrap_or_default();
-        md.record(
-            keys::ERROR_CODE,
-            MetaValue::from_i64(resp.error_code.unwrap_or(0).into()),
-        );
-        record_str(md, frame, keys::ERROR_TEXT, &resp.error_text)?;
+        md.append_int(keys::ERROR_CODE, resp.error_code.unwrap_or(0).into());
+        record_str(md, keys::ERROR_TEXT, &resp.error_text)?;
     }
-    md.append(
-        keys::COMPRESS_TYPE,
-        MetaValue::from_i64(view.compress_type.unwrap_or(0).into()),
-    );
-    md.append(
-        keys::CORRELATION_ID,
-        MetaValue::from_u64(view.correlation_id.unwrap_or(0)),
-    );
-    md.append(
+    md.append_int(keys::COMPRESS_TYPE, view.compress_type.unwrap_or(0).into());
+    md.append_uint(keys::CORRELATION_ID, view.correlation_id.unwrap_or(0));
+    md.append_int(
         keys::ATTACHMENT_SIZE,
-        MetaValue::from_i64(view.attachment_size.unwrap_or(0).into()),
+        view.attachment_size.unwrap_or(0).into(),
     );
     if view.user_fields > 0 {
         for f in Fields::new(frame, meta).flatten() {
@@ -255,13 +245,7 @@ pub(crate) fn rpc_metadata(
                 continue;
             };
             if exposed(&frame[k.clone()], &frame[v.clone()]) {
-                // Both checked UTF-8 just above.
-                if let (Ok(k), Ok(v)) = (
-                    MetaValue::from_utf8(frame.slice(k)),
-                    MetaValue::from_utf8(frame.slice(v)),
-                ) {
-                    md.record(k, v);
-                }
+                md.record_frame(k, v);
             }
         }
     }
@@ -305,8 +289,9 @@ fn md_int64(md: &Metadata, key: &str) -> Result<Option<u64>, EncodeError> {
     let Some(v) = md.get(key) else {
         return Ok(None);
     };
-    v.parse_int::<u64>()
-        .or_else(|| v.parse_int::<i64>().map(|i| i as u64))
+    v.parse::<u64>()
+        .ok()
+        .or_else(|| v.parse::<i64>().ok().map(|i| i as u64))
         .map(Some)
         .ok_or_else(|| invalid(key, v, "a decimal 64-bit integer"))
 }
@@ -315,7 +300,8 @@ fn md_int32(md: &Metadata, key: &str) -> Result<Option<i32>, EncodeError> {
     let Some(v) = md.get(key) else {
         return Ok(None);
     };
-    v.parse_int::<i32>()
+    v.parse::<i32>()
+        .ok()
         .map(Some)
         .ok_or_else(|| invalid(key, v, "a decimal 32-bit signed integer"))
 }
@@ -347,7 +333,7 @@ pub(crate) fn write_rpc_meta(
 ) -> Result<(), EncodeError> {
     let meta = 12..header.len();
     let view = parse_rpc_meta(header, meta.clone()).map_err(encode_err)?;
-    let mut original = Metadata::new();
+    let mut original = Metadata::for_frame(header.clone());
     rpc_metadata(header, &view, meta.clone(), &mut original)
         .map_err(|p| EncodeError::Invalid(p.reason()))?;
     let is_request = view.is_request();

@@ -116,8 +116,7 @@ pub(crate) fn parse_response(body: &[u8], on: &mut dyn FnMut(Part<'_>)) -> Resul
 /// when possible.
 fn value(frame: &Bytes, base: usize, body: &[u8], span: &StrSpan) -> MetaValue {
     if !span.chunked {
-        let r = base + span.data.start..base + span.data.end;
-        if let Ok(v) = MetaValue::from_utf8(frame.slice(r)) {
+        if let Ok(v) = MetaValue::from_utf8(frame.slice(range(base, span))) {
             return v;
         }
     }
@@ -129,10 +128,17 @@ pub(crate) fn record(frame: &Bytes, base: usize, part: Part<'_>, md: &mut Metada
     let body = &frame[base..];
     match part {
         Part::Strings(s) => {
-            md.record(keys::DUBBO_VERSION, value(frame, base, body, &s[0]));
-            md.record(keys::SERVICE, value(frame, base, body, &s[1]));
-            md.record(keys::VERSION, value(frame, base, body, &s[2]));
-            md.record(keys::METHOD, value(frame, base, body, &s[3]));
+            // Each recorded once, before any attachment (reserved keys are never attachments).
+            for (key, span) in [
+                (keys::DUBBO_VERSION, &s[0]),
+                (keys::SERVICE, &s[1]),
+                (keys::VERSION, &s[2]),
+                (keys::METHOD, &s[3]),
+            ] {
+                if span.chunked || !md.append_frame(key, range(base, span)) {
+                    md.append(key, value(frame, base, body, span));
+                }
+            }
         }
         Part::Entry(k, v, _) => record_entry(frame, base, k, v, md),
     }
@@ -148,11 +154,23 @@ fn record_entry(
 ) {
     if let (Some(k), Some(v)) = (key, val) {
         let body = &frame[base..];
-        let key = value(frame, base, body, k);
-        if !keys::is_reserved(&key) {
-            md.record(key, value(frame, base, body, v));
+        let key = string_text(body, k);
+        if keys::is_reserved(&key) {
+            return;
+        }
+        let one_chunk = !k.chunked && !v.chunked;
+        if !(one_chunk && md.record_frame(range(base, k), range(base, v))) {
+            md.record(
+                MetaValue::from(key.into_owned()),
+                value(frame, base, body, v),
+            );
         }
     }
+}
+
+/// Where a one-chunk string's bytes are in the frame (the body starts at `base`).
+fn range(base: usize, span: &StrSpan) -> std::ops::Range<usize> {
+    base + span.data.start..base + span.data.end
 }
 
 /// The key of an attachment entry as text, when it is a string.

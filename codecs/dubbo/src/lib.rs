@@ -149,8 +149,8 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use meta_protocol_core::{
     BinaryHeader, Codec, CodecRegistry, ConfigError, Correlation, DecodeError, EncodeError,
-    ErrorKind, ErrorReply, FrameLimit, FramingError, Message, MessageError, MessageKind, MetaValue,
-    Metadata, NewCodec, RequestContext, Role,
+    ErrorKind, ErrorReply, FrameLimit, FramingError, Message, MessageError, MessageKind, Metadata,
+    NewCodec, RequestContext, Role,
 };
 
 use crate::body::{Layout, Part};
@@ -418,14 +418,13 @@ impl DubboCodec {
 
 /// The header-level metadata of a frame.
 fn header_metadata(h: &DubboHeader, md: &mut Metadata) {
-    let ser = match serialization::name(h.serialization) {
-        Some(n) => MetaValue::from_static(n),
-        None => MetaValue::from_u64(u64::from(h.serialization)),
-    };
-    md.record(keys::SERIALIZATION, ser);
+    match serialization::name(h.serialization) {
+        Some(n) => md.append_static(keys::SERIALIZATION, n),
+        None => md.append_uint(keys::SERIALIZATION, u64::from(h.serialization)),
+    }
     if !h.request {
-        md.record(keys::STATUS, MetaValue::from_u64(u64::from(h.status)));
-        md.record(keys::STATUS_NAME, status::name(h.status));
+        md.append_uint(keys::STATUS, u64::from(h.status));
+        md.append_static(keys::STATUS_NAME, status::name(h.status));
     }
 }
 
@@ -455,7 +454,7 @@ pub fn decode_frame(frame: Bytes) -> Result<Message, DecodeError> {
         .into());
     }
     let correlation = Correlation::Id(h.request_id);
-    let mut md = Metadata::new();
+    let mut md = Metadata::for_frame(frame.clone());
     header_metadata(&h, &mut md);
     if !h.walks_body() {
         return Ok(Message::from_wire(
@@ -623,7 +622,7 @@ fn write_walked(
     dst: &mut BytesMut,
 ) -> Result<(), EncodeError> {
     let invalid = |why: String| EncodeError::Invalid(Cow::Owned(why));
-    let mut orig = Metadata::new();
+    let mut orig = Metadata::for_frame(header.clone());
     header_metadata(h, &mut orig);
     let mut entries: Vec<(Option<String>, std::ops::Range<usize>)> = Vec::new();
     let layout = walk(h, header, &mut |p| {
@@ -642,7 +641,7 @@ fn write_walked(
             if keys::is_reserved(k) {
                 return Err(reserved(k));
             }
-            changed.insert(k.as_str());
+            changed.insert(k);
         }
     }
     for (k, _) in orig.iter() {
@@ -650,7 +649,7 @@ fn write_walked(
             if keys::is_reserved(k) {
                 return Err(reserved(k));
             }
-            removed.insert(k.as_str());
+            removed.insert(k);
         }
     }
     let body = &header[HEADER_LEN..];

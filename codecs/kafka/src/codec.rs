@@ -101,21 +101,24 @@ fn parse_request_header(frame: &[u8]) -> Result<RequestHeader, FramingError> {
 /// Collects the topic metadata of a request as it is walked.
 struct TopicMeta<'a> {
     frame: &'a Bytes,
-    names: Option<(MetaValue, Option<String>)>,
+    /// The first topic name's range in the frame, and all names joined once there are two.
+    names: Option<(std::ops::Range<usize>, Option<String>)>,
     ids: Option<(String, usize)>,
 }
 
 impl Visit for TopicMeta<'_> {
     fn topic(&mut self, t: TopicRef) {
         if let Some(range) = t.name
-            && let Ok(name) = MetaValue::from_utf8(self.frame.slice(range))
+            && let Ok(name) = std::str::from_utf8(&self.frame[range.clone()])
         {
             match &mut self.names {
-                None => self.names = Some((name, None)),
+                None => self.names = Some((range, None)),
                 Some((first, joined)) => {
-                    let j = joined.get_or_insert_with(|| first.as_str().to_owned());
+                    let j = joined.get_or_insert_with(|| {
+                        String::from_utf8_lossy(&self.frame[first.clone()]).into_owned()
+                    });
                     j.push(',');
-                    j.push_str(&name);
+                    j.push_str(name);
                 }
             }
         }
@@ -134,15 +137,12 @@ impl Visit for TopicMeta<'_> {
 }
 
 fn api_metadata(md: &mut Metadata, key: i16, version: i16, correlation: i32) {
-    md.record(keys::API_KEY, MetaValue::from_i64(key.into()));
+    md.append_int(keys::API_KEY, key.into());
     if let Some(a) = api(key) {
-        md.record(keys::API_NAME, MetaValue::from_static(a.name));
+        md.append_static(keys::API_NAME, a.name);
     }
-    md.record(keys::API_VERSION, MetaValue::from_i64(version.into()));
-    md.record(
-        keys::CORRELATION_ID,
-        MetaValue::from_i64(correlation.into()),
-    );
+    md.append_int(keys::API_VERSION, version.into());
+    md.append_int(keys::CORRELATION_ID, correlation.into());
 }
 
 /// The metadata, kind and body facts of a request frame.
@@ -150,12 +150,11 @@ fn request_metadata(
     frame: &Bytes,
     h: &RequestHeader,
 ) -> (Metadata, Option<body::Walked>, Option<Option<u8>>) {
-    let mut md = Metadata::new();
+    let mut md = Metadata::for_frame(frame.clone());
     api_metadata(&mut md, h.api_key, h.api_version, h.correlation);
-    if let Some((s, e)) = h.client_id
-        && let Ok(v) = MetaValue::from_utf8(frame.slice(s..e))
-    {
-        md.record(keys::CLIENT_ID, v);
+    if let Some((s, e)) = h.client_id {
+        // Not recorded when it is not UTF-8.
+        md.append_frame(keys::CLIENT_ID, s..e);
     }
     let mut sasl = None;
     if h.api_key == SASL_HANDSHAKE && h.api_version == 0 {
@@ -176,9 +175,13 @@ fn request_metadata(
     };
     let walked = body::walk(h.api_key, h.api_version, frame, h.end, &mut t);
     if let Some((first, joined)) = t.names {
-        let all = joined.map_or_else(|| first.clone(), MetaValue::from);
-        md.record(keys::TOPIC, first);
-        md.record(keys::TOPICS, all);
+        md.append_frame(keys::TOPIC, first.clone());
+        match joined {
+            Some(all) => md.append(keys::TOPICS, all),
+            None => {
+                md.append_frame(keys::TOPICS, first);
+            }
+        }
     }
     if let Some((joined, n)) = t.ids {
         let first = MetaValue::copy_from_str(&joined[..joined.find(',').unwrap_or(joined.len())]);
@@ -268,7 +271,7 @@ impl KafkaCodec {
         let header = frame.slice(..4);
         let body = frame.slice(4..);
         let mut md = Metadata::new();
-        md.record(keys::SASL, MetaValue::from_static("token"));
+        md.append_static(keys::SASL, "token");
         Message::from_wire(kind, Correlation::Pipeline, md, header, body)
     }
 
@@ -394,7 +397,7 @@ impl KafkaCodec {
                         Some(v) => {
                             return Err(EncodeError::InvalidValue {
                                 key: keys::CLIENT_ID.into(),
-                                value: v.as_str().into(),
+                                value: v.into(),
                                 reason: "a client id holds at most 32767 bytes".into(),
                             });
                         }
@@ -419,8 +422,8 @@ impl KafkaCodec {
                     keys::API_VERSION,
                     keys::CORRELATION_ID,
                 ] {
-                    if let Some(v) = msg.metadata().get(k) {
-                        original.record(k, v.clone());
+                    if let Some(v) = msg.metadata().get_value(k) {
+                        original.record(k, v);
                     }
                 }
                 check_mutations(&original, msg.metadata(), &[])?;
@@ -483,7 +486,7 @@ fn check_mutations(
     mutable: &[&str],
 ) -> Result<(), EncodeError> {
     let changed = |k: &str| original.get(k) != now.get(k);
-    let keys = original.iter().chain(now.iter()).map(|(k, _)| k.as_str());
+    let keys = original.iter().chain(now.iter()).map(|(k, _)| k);
     for k in keys {
         if k != keys::CORRELATION_ID && !mutable.contains(&k) && changed(k) {
             return Err(EncodeError::UnsupportedMutation {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use meta_protocol_core::{
     Codec, Correlation, DecodeError, EncodeError, ErrorKind, ErrorReply, FrameLimit, Message,
-    MessageKind, MetaValue, Metadata, NewCodec, RequestContext, Role,
+    MessageKind, Metadata, NewCodec, RequestContext, Role,
 };
 
 use crate::command::{self, CommandState, Effect, Plan, SubKind, confirmation_name};
@@ -380,7 +380,7 @@ fn changed_key(expected: &Metadata, got: &Metadata) -> Option<String> {
     got.iter()
         .find(|(k, v)| expected.get(k) != Some(*v))
         .or_else(|| expected.iter().find(|(k, _)| !got.contains(k)))
-        .map(|(k, _)| k.as_str().to_owned())
+        .map(|(k, _)| k.to_owned())
         .or_else(|| Some(keys::COMMAND.to_owned()))
 }
 
@@ -390,14 +390,15 @@ pub(crate) fn command_metadata(
     args: &Args<'_>,
     key_buf: &mut Vec<usize>,
 ) -> Metadata {
-    let mut md = Metadata::new();
+    let mut md = Metadata::for_frame(frame.clone());
     if args.len() == 0 {
         return md;
     }
+    // Every key below is recorded once: `append`, no duplicate search.
     let spec = command::resolve(args);
     match spec {
         Some(s) if s.subcommands.is_empty() || args.len() == 1 || s.name.contains(' ') => {
-            md.record(keys::COMMAND, MetaValue::from_static(s.name));
+            md.append_static(keys::COMMAND, s.name);
         }
         _ => {
             let mut name = command::upper(&args.get(0)).into_owned();
@@ -405,7 +406,7 @@ pub(crate) fn command_metadata(
                 name.push(' ');
                 name.push_str(&command::upper(&args.get(1)));
             }
-            md.record(keys::COMMAND, MetaValue::from(name));
+            md.append(keys::COMMAND, name);
         }
     }
     key_buf.clear();
@@ -413,20 +414,13 @@ pub(crate) fn command_metadata(
         command::key_positions(s, args, key_buf);
     }
     if let Some(&first) = key_buf.first() {
-        let key = arg_value(frame, args, first);
-        md.record(
-            keys::SLOT,
-            MetaValue::from_u64(u64::from(slot::key_slot(&args.get(first)))),
-        );
+        md.append_uint(keys::SLOT, u64::from(slot::key_slot(&args.get(first))));
+        let key = append_arg(&mut md, keys::KEY, args, first);
         if key_buf.len() == 1 {
-            if let Some(k) = key {
-                md.record(keys::KEY, k.clone());
-                md.record(keys::KEYS, k);
+            if key {
+                append_arg(&mut md, keys::KEYS, args, first);
             }
         } else {
-            if let Some(k) = key {
-                md.record(keys::KEY, k);
-            }
             let mut joined = String::new();
             let mut utf8 = true;
             for (n, &i) in key_buf.iter().enumerate() {
@@ -441,24 +435,29 @@ pub(crate) fn command_metadata(
                 }
             }
             if utf8 {
-                md.record(keys::KEYS, MetaValue::from(joined));
+                md.append(keys::KEYS, joined);
             }
         }
     }
     if command::pins(spec, args) {
-        md.record(keys::PIN, MetaValue::from_static("true"));
+        md.append_static(keys::PIN, "true");
     }
     md
 }
 
-/// Argument `i` as a metadata value: a slice of the frame when it is there verbatim, `None`
-/// when it is not UTF-8.
-fn arg_value(frame: &Bytes, args: &Args<'_>, i: usize) -> Option<MetaValue> {
+/// Appends argument `i` under `key`: a range of the frame when it is there verbatim (`md` is
+/// the frame's metadata), a copy otherwise. Returns false, appending nothing, when the
+/// argument is not UTF-8.
+fn append_arg(md: &mut Metadata, key: &'static str, args: &Args<'_>, i: usize) -> bool {
     match args.range(i) {
-        Some(r) => MetaValue::from_utf8(frame.slice(r)).ok(),
-        None => String::from_utf8(args.get(i).into_owned())
-            .ok()
-            .map(MetaValue::from),
+        Some(r) => md.append_frame(key, r),
+        None => match String::from_utf8(args.get(i).into_owned()) {
+            Ok(s) => {
+                md.append(key, s);
+                true
+            }
+            Err(_) => false,
+        },
     }
 }
 

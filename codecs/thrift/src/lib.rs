@@ -368,10 +368,6 @@ fn type_name(t: u8) -> &'static str {
     }
 }
 
-fn text(frame: &Bytes, r: std::ops::Range<usize>) -> Option<MetaValue> {
-    MetaValue::from_utf8(frame.slice(r)).ok()
-}
-
 impl Codec for ThriftCodec {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, DecodeError> {
         let Some(layout) = self.layout(src)? else {
@@ -380,36 +376,32 @@ impl Codec for ThriftCodec {
         self.transport = Some(layout.transport);
         let frame = src.split_to(layout.len).freeze();
         let h = &layout.header;
-        let mut md = Metadata::new();
-        let name = &frame[h.name.clone()];
-        // The fixed keys are each recorded once into fresh metadata: no duplicate search.
-        match name.iter().position(|b| *b == b':') {
+        let mut md = Metadata::for_frame(frame.clone());
+        // The fixed keys are each recorded once into fresh metadata: no duplicate search. A
+        // name that is not UTF-8 is recorded as empty.
+        let text = |md: &mut Metadata, key: &'static str, r: std::ops::Range<usize>| {
+            if !md.append_frame(key, r) {
+                md.append_static(key, "");
+            }
+        };
+        match frame[h.name.clone()].iter().position(|b| *b == b':') {
             Some(colon) => {
                 let at = h.name.start + colon;
-                md.append(
-                    "method",
-                    text(&frame, at + 1..h.name.end).unwrap_or(MetaValue::EMPTY),
-                );
-                md.append(
-                    "service",
-                    text(&frame, h.name.start..at).unwrap_or(MetaValue::EMPTY),
-                );
+                text(&mut md, "method", at + 1..h.name.end);
+                text(&mut md, "service", h.name.start..at);
             }
-            None => md.append(
-                "method",
-                text(&frame, h.name.clone()).unwrap_or(MetaValue::EMPTY),
-            ),
+            None => text(&mut md, "method", h.name.clone()),
         }
-        md.append("message_type", type_name(h.mtype));
-        md.append("seqid", MetaValue::from_i64(i64::from(h.seqid)));
-        md.append("protocol", h.protocol.name());
-        md.append("transport", layout.transport.name());
+        md.append_static("message_type", type_name(h.mtype));
+        md.append_int("seqid", i64::from(h.seqid));
+        md.append_static("protocol", h.protocol.name());
+        md.append_static("transport", layout.transport.name());
         if let Some(th) = &layout.theader {
             for (k, v) in &th.headers {
-                if let (Some(k), Some(v)) = (text(&frame, k.clone()), text(&frame, v.clone())) {
-                    if !FIXED_KEYS.contains(&k.as_str()) {
-                        md.record(k, v);
-                    }
+                let fixed =
+                    std::str::from_utf8(&frame[k.clone()]).is_ok_and(|k| FIXED_KEYS.contains(&k));
+                if !fixed {
+                    md.record_frame(k.clone(), v.clone());
                 }
             }
         }
@@ -482,7 +474,7 @@ impl Codec for ThriftCodec {
         let body = msg.body();
         match &layout.theader {
             None => {
-                if let Some((k, _)) = md.iter().find(|(k, _)| !FIXED_KEYS.contains(&k.as_str())) {
+                if let Some((k, _)) = md.iter().find(|(k, _)| !FIXED_KEYS.contains(k)) {
                     return Err(EncodeError::UnsupportedMutation {
                         key: k.to_string(),
                         reason: Cow::Borrowed(
@@ -502,11 +494,8 @@ impl Codec for ThriftCodec {
                 dst.extend_from_slice(body);
             }
             Some(th) => {
-                let headers: Vec<(&str, &str)> = md
-                    .iter()
-                    .filter(|(k, _)| !FIXED_KEYS.contains(&k.as_str()))
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
+                let headers: Vec<(&str, &str)> =
+                    md.iter().filter(|(k, _)| !FIXED_KEYS.contains(k)).collect();
                 let th = THeader {
                     seq: seqid as u32,
                     ..th.clone()

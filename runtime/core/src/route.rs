@@ -425,7 +425,7 @@ impl Route {
         }
         let mut h = Fnv1a::new();
         for key in &self.hash_policy {
-            h.write(md.get(key).map_or(&[][..], MetaValue::as_bytes));
+            h.write(md.get(key).map_or(&[][..], str::as_bytes));
             h.write(&[0xff]);
         }
         Some(h.finish())
@@ -512,7 +512,7 @@ impl Matcher {
             (Test::Exact(s), Some(v)) => v.as_bytes() == s.as_bytes(),
             (Test::Prefix(s), Some(v)) => v.as_bytes().starts_with(s.as_bytes()),
             (Test::Suffix(s), Some(v)) => v.as_bytes().ends_with(s.as_bytes()),
-            (Test::Regex(re), Some(v)) => re.is_match(v.as_str()),
+            (Test::Regex(re), Some(v)) => re.is_match(v),
         };
         hit != self.invert
     }
