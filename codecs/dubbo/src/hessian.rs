@@ -236,6 +236,25 @@ impl<'a> Reader<'a> {
             if units == 0 {
                 break;
             }
+            // Other text, a block at a time: each byte that is not a continuation byte starts
+            // a character of one unit (two for a 4-byte one). A block is taken whole while it
+            // holds fewer units than remain; the continuation bytes after it finish its last
+            // character. Blocks with bytes no UTF-8 has go the checked way below.
+            const BLOCK: usize = 32;
+            if units > BLOCK && p + BLOCK <= buf.len() {
+                let (n, bad) = buf[p..p + BLOCK].iter().fold((0, false), |(n, bad), &b| {
+                    let starts = usize::from(b & 0xc0 != 0x80) + usize::from(b >= 0xf0);
+                    (n + starts, bad | (b >= 0xf8))
+                });
+                if !bad && n < units {
+                    p += BLOCK;
+                    units -= n;
+                    while buf.get(p).is_some_and(|b| b & 0xc0 == 0x80) {
+                        p += 1;
+                    }
+                    continue;
+                }
+            }
             let Some(&b) = buf.get(p) else {
                 self.pos = p;
                 return Err(self.err("string runs past the end of the body"));

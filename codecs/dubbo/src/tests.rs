@@ -301,3 +301,29 @@ fn registry_builds_the_codec() {
     let mut buf = BytesMut::from(&request().to_bytes()[..]);
     assert!(c.decode(&mut buf).unwrap().is_some());
 }
+
+#[test]
+fn strings_of_every_width_are_skipped_to_the_right_byte() {
+    // Mixes of 1-, 2-, 3- and 4-byte characters, long enough to cross the skipper's blocks at
+    // every alignment; each string is followed by a marker that must be the next value.
+    let alphabet = ['a', 'Z', 'é', 'ж', '中', '€', '😀', '𝄞'];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for len in (0..300).chain([1023, 1024, 5000, 40_000]) {
+        let text: String = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                alphabet[(seed % alphabet.len() as u64) as usize]
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        hessian::write_string(&mut buf, &text);
+        hessian::write_int(&mut buf, 7);
+        let mut r = hessian::Reader::new(&buf);
+        let span = r.read_string().expect("a string");
+        assert_eq!(hessian::string_text(&buf, &span), text, "len {len}");
+        assert_eq!(r.read_int().expect("the marker after it"), 7, "len {len}");
+        assert!(r.is_at_end());
+    }
+}
