@@ -128,45 +128,53 @@ fn decode(c: &mut Criterion) {
             elements: frames,
             bytes: wire.len() as u64,
         });
-        g.bench_with_input(BenchmarkId::new("codec-metadata", label), &wire, |b, wire| {
-            let mut codec = BrpcCodec::new(FrameLimit::new(1 << 20), role);
-            // Filling the buffer stands for the socket read and is not timed.
-            b.iter_batched(
-                || BytesMut::from(&wire[..]),
-                |mut buf| {
-                    let mut n = 0;
-                    while let Some(m) = codec.decode(&mut buf).expect("valid") {
-                        let md = m.metadata();
-                        n += KEYS
-                            .iter()
-                            .filter_map(|k| md.get_str(k))
-                            .map(str::len)
-                            .sum::<usize>();
-                    }
-                    (n, buf)
-                },
-                BatchSize::LargeInput,
-            )
-        });
-        g.bench_with_input(BenchmarkId::new("prost-rpcmeta", label), &wire, |b, wire| {
-            b.iter_batched(
-                || BytesMut::from(&wire[..]),
-                |mut buf| {
-                    let mut n = 0;
-                    while buf.len() >= 12 {
-                        let body = u32::from_be_bytes(buf[4..8].try_into().unwrap()) as usize;
-                        let meta = u32::from_be_bytes(buf[8..12].try_into().unwrap()) as usize;
-                        let mut frame = buf.split_to(12 + body).freeze();
-                        frame.advance(12);
-                        let m = RpcMeta::decode(frame.slice(..meta)).expect("valid");
-                        n += m.request.and_then(|r| r.method_name).map_or(0, |s| s.len());
-                        n += m.user_fields.len();
-                    }
-                    (n, buf)
-                },
-                BatchSize::LargeInput,
-            )
-        });
+        g.bench_with_input(
+            BenchmarkId::new("codec-metadata", label),
+            &wire,
+            |b, wire| {
+                let mut codec = BrpcCodec::new(FrameLimit::new(1 << 20), role);
+                // Filling the buffer stands for the socket read and is not timed.
+                b.iter_batched(
+                    || BytesMut::from(&wire[..]),
+                    |mut buf| {
+                        let mut n = 0;
+                        while let Some(m) = codec.decode(&mut buf).expect("valid") {
+                            let md = m.metadata();
+                            n += KEYS
+                                .iter()
+                                .filter_map(|k| md.get_str(k))
+                                .map(str::len)
+                                .sum::<usize>();
+                        }
+                        (n, buf)
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("prost-rpcmeta", label),
+            &wire,
+            |b, wire| {
+                b.iter_batched(
+                    || BytesMut::from(&wire[..]),
+                    |mut buf| {
+                        let mut n = 0;
+                        while buf.len() >= 12 {
+                            let body = u32::from_be_bytes(buf[4..8].try_into().unwrap()) as usize;
+                            let meta = u32::from_be_bytes(buf[8..12].try_into().unwrap()) as usize;
+                            let mut frame = buf.split_to(12 + body).freeze();
+                            frame.advance(12);
+                            let m = RpcMeta::decode(frame.slice(..meta)).expect("valid");
+                            n += m.request.and_then(|r| r.method_name).map_or(0, |s| s.len());
+                            n += m.user_fields.len();
+                        }
+                        (n, buf)
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
     }
     g.finish();
 }

@@ -214,29 +214,39 @@ fn bench(c: &mut Criterion) {
             elements: each.len() as u64,
             bytes: wire.len() as u64,
         });
-        g.bench_with_input(BenchmarkId::new("codec-metadata", label), &wire, |b, wire| {
-            let mut codec = DubboCodec::new(DEFAULT_FRAME_LIMIT, Role::Server);
-            b.iter_batched(
-                || BytesMut::from(&wire[..]),
-                |mut buf| {
-                    let mut n = 0;
-                    while let Some(m) = codec.decode(&mut buf).expect("valid") {
-                        let md = m.metadata();
-                        n += KEYS
-                            .iter()
-                            .filter_map(|k| md.get_str(k))
-                            .map(str::len)
-                            .sum::<usize>();
-                    }
-                    (n, buf)
-                },
-                BatchSize::LargeInput,
-            )
-        });
+        g.bench_with_input(
+            BenchmarkId::new("codec-metadata", label),
+            &wire,
+            |b, wire| {
+                let mut codec = DubboCodec::new(DEFAULT_FRAME_LIMIT, Role::Server);
+                b.iter_batched(
+                    || BytesMut::from(&wire[..]),
+                    |mut buf| {
+                        let mut n = 0;
+                        while let Some(m) = codec.decode(&mut buf).expect("valid") {
+                            let md = m.metadata();
+                            n += KEYS
+                                .iter()
+                                .filter_map(|k| md.get_str(k))
+                                .map(str::len)
+                                .sum::<usize>();
+                        }
+                        (n, buf)
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
         g.bench_with_input(
             BenchmarkId::new("full-hessian-decode", label),
             &each,
-            |b, each| b.iter(|| each.iter().map(|f| black_box(full_decode(f)).len()).sum::<usize>()),
+            |b, each| {
+                b.iter(|| {
+                    each.iter()
+                        .map(|f| black_box(full_decode(f)).len())
+                        .sum::<usize>()
+                })
+            },
         );
     }
     g.finish();

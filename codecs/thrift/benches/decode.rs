@@ -109,7 +109,11 @@ fn variant(requests: bool, keep: impl Fn(usize) -> bool) -> Variant {
 fn decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("thrift/decode");
     for (label, requests, keep) in [
-        ("requests-small", true, (|n| n <= LARGE) as fn(usize) -> bool),
+        (
+            "requests-small",
+            true,
+            (|n| n <= LARGE) as fn(usize) -> bool,
+        ),
         ("requests-137KiB", true, |n| n > LARGE),
         ("responses-small", false, |n| n <= LARGE),
     ] {
