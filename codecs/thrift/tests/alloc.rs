@@ -54,7 +54,8 @@ fn decoding_a_captured_connection_allocates_nothing_per_message() {
         // and, on a multiplexed call, the metadata spilling past its six inline entries
         // (src/lib.rs:411 -> meta-protocol-core/src/metadata.rs:52). Every THeader frame that
         // carries info headers pays them, so this is per message for other clients.
-        let bound = if name.contains("header") { 3 } else { 1 };
+        // Strict: the per-connection constant only.
+        let bound = 1;
         assert!(
             stats.count <= bound,
             "{name}: {stats:?} for {decoded} messages"
