@@ -105,6 +105,21 @@ struct Counts {
     replies: AtomicUsize,
 }
 
+/// Corpus capture (`codecs/capture-corpus.sh`): with `MP_CAPTURE_DIR` set, the bytes each
+/// direction of an unmodified relay reads are appended to `<dir>/brpc-<n>.{c2s,s2c}.bin`.
+fn capture(add: &Option<(String, String)>) -> [Option<std::fs::File>; 2] {
+    static CONNS: AtomicUsize = AtomicUsize::new(0);
+    let Some(root) = std::env::var_os("MP_CAPTURE_DIR").filter(|_| add.is_none()) else {
+        return [None, None];
+    };
+    let n = CONNS.fetch_add(1, Ordering::Relaxed);
+    std::fs::create_dir_all(&root).expect("capture dir");
+    ["c2s", "s2c"].map(|d| {
+        let path = std::path::Path::new(&root).join(format!("brpc-{n:02}.{d}.bin"));
+        Some(std::fs::File::create(path).expect("capture file"))
+    })
+}
+
 /// The relay: one upstream connection per downstream connection; every frame is decoded and
 /// re-encoded by the codec.
 async fn relay(
@@ -120,6 +135,7 @@ async fn relay(
         let up = TcpStream::connect(upstream).await.expect("upstream");
         let (mut down_rd, mut down_wr) = down.into_split();
         let (mut up_rd, mut up_wr) = up.into_split();
+        let [mut cap_c2s, mut cap_s2c] = capture(&add);
         let add = add.clone();
         let c = counts.clone();
         tokio::spawn(async move {
@@ -127,7 +143,10 @@ async fn relay(
             let mut upstream = BrpcCodec::new(DEFAULT_FRAME_LIMIT, Role::Client);
             let mut buf = BytesMut::with_capacity(8192);
             let mut out = BytesMut::new();
-            while down_rd.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
+            while let Ok(n @ 1..) = down_rd.read_buf(&mut buf).await {
+                if let Some(f) = &mut cap_c2s {
+                    std::io::Write::write_all(f, &buf[buf.len() - n..]).expect("capture");
+                }
                 while let Some(mut msg) = downstream.decode(&mut buf).expect("valid requests") {
                     if let Some((k, v)) = &add {
                         msg.metadata_mut().insert(k.clone(), v.clone());
@@ -146,7 +165,10 @@ async fn relay(
             let mut downstream = BrpcCodec::new(DEFAULT_FRAME_LIMIT, Role::Server);
             let mut buf = BytesMut::with_capacity(8192);
             let mut out = BytesMut::new();
-            while up_rd.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
+            while let Ok(n @ 1..) = up_rd.read_buf(&mut buf).await {
+                if let Some(f) = &mut cap_s2c {
+                    std::io::Write::write_all(f, &buf[buf.len() - n..]).expect("capture");
+                }
                 while let Some(msg) = upstream.decode(&mut buf).expect("valid replies") {
                     downstream.encode(&msg, &mut out).expect("encodable");
                     c.replies.fetch_add(1, Ordering::Relaxed);

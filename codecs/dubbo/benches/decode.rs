@@ -1,16 +1,41 @@
-//! Metadata extraction (header + request strings + attachments, skipping the arguments) against
-//! a full Hessian2 decode of the body into a value tree, on realistic requests with a 64-byte
-//! and a 64 KiB argument.
+//! Metadata extraction (header, request strings and attachments, skipping the arguments)
+//! against a full Hessian2 decode of the body into a value tree, on requests captured from
+//! real consumers (`benches/corpus`, `codecs/capture-corpus.sh`): sofa-rpc-node and dubbo2.js
+//! calling a sofa-rpc-node provider, with their attachments and sofa-rpc-node's heartbeats.
 //!
-//! `cargo bench -p codec-dubbo --bench decode`
+//! `cargo bench -p codec-dubbo --bench decode -- --measurement-time 2 --warm-up-time 1`
+//!
+//! Variants: every small request (`requests-small`), the one call with a 64 KiB ASCII
+//! argument (`requests-64KiB`), and the two calls with a 40,000-unit emoji string, about
+//! 98 KiB (`requests-98KiB-emoji`). The codec decodes the concatenated frames from one buffer
+//! and reads its metadata keys; the reference decoder gets the same frames, already split.
+//! Throughput is reported in messages/s and bytes/s of the whole frames.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use codec_dubbo::{DEFAULT_FRAME_LIMIT, DubboCodec, HEADER_LEN, Request, hessian};
-use criterion::{Criterion, criterion_group, criterion_main};
+use codec_dubbo::{DEFAULT_FRAME_LIMIT, DubboCodec, HEADER_LEN};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use meta_protocol_core::{Codec, Role};
+
+/// Requests as the consumers sent them.
+const CORPUS: [&[u8]; 3] = [
+    include_bytes!("corpus/sofa-rpc-node.c2s.bin"),
+    include_bytes!("corpus/dubbo2js.c2s.bin"),
+    include_bytes!("corpus/sofa-rpc-node-64k.c2s.bin"),
+];
+
+/// What the codec side reads from every message.
+const KEYS: [&str; 8] = [
+    "service",
+    "method",
+    "version",
+    "group",
+    "dubbo_version",
+    "path",
+    "interface",
+    "application",
+];
 
 /// A value tree: what a full Hessian2 decoder produces.
 #[allow(dead_code)]
@@ -161,50 +186,70 @@ fn full_decode(frame: &[u8]) -> Vec<Value> {
     out
 }
 
-fn frame(arg_len: usize) -> Bytes {
-    let mut args = Vec::new();
-    hessian::write_string(&mut args, &"hello, world! 😀 ".repeat(arg_len / 20));
-    args.extend_from_slice(b"C");
-    hessian::write_string(&mut args, "org.apache.dubbo.demo.User");
-    hessian::write_int(&mut args, 2);
-    hessian::write_string(&mut args, "name");
-    hessian::write_string(&mut args, "age");
-    args.push(0x60);
-    hessian::write_string(&mut args, "ann");
-    hessian::write_int(&mut args, 7);
-    Request::new(1 << 33, "org.apache.dubbo.demo.DemoService", "sayHello")
-        .with_version("1.0.0")
-        .with_args("Ljava/lang/String;Lorg/apache/dubbo/demo/User;", args)
-        .with_attachment("path", "org.apache.dubbo.demo.DemoService")
-        .with_attachment("interface", "org.apache.dubbo.demo.DemoService")
-        .with_attachment("version", "1.0.0")
-        .with_attachment("group", "blue")
-        .with_attachment("timeout", "3000")
-        .with_attachment("x-request-id", "8f14e45fceea167a5a36dedd4bea2543")
-        .to_bytes()
+/// The captured request frames, split by their headers.
+fn frames() -> Vec<Bytes> {
+    let mut out = Vec::new();
+    for capture in CORPUS {
+        let mut rest = Bytes::from_static(capture);
+        while !rest.is_empty() {
+            let body = u32::from_be_bytes(rest[12..16].try_into().expect("4 bytes")) as usize;
+            out.push(rest.split_to(HEADER_LEN + body));
+        }
+    }
+    out
 }
 
 fn bench(c: &mut Criterion) {
-    for (name, len) in [("64B", 64), ("64KiB", 64 * 1024)] {
-        let wire = frame(len);
-        assert_eq!(full_decode(&wire).len(), 5 + 2 + 1);
-        let mut g = c.benchmark_group(format!("dubbo_request_{name}"));
-        g.measurement_time(Duration::from_secs(2));
-        g.bench_function("metadata", |b| {
-            let mut codec = DubboCodec::new(DEFAULT_FRAME_LIMIT, Role::Server);
-            b.iter(|| {
-                let mut buf = BytesMut::from(&wire[..]);
-                black_box(codec.decode(&mut buf).unwrap().unwrap().metadata().len())
-            })
+    let all = frames();
+    let mut g = c.benchmark_group("dubbo/decode");
+    for (label, keep) in [
+        ("requests-small", (|n| n <= 4096) as fn(usize) -> bool),
+        ("requests-64KiB", |n| (65_000..70_000).contains(&n)),
+        ("requests-98KiB-emoji", |n| n > 90_000),
+    ] {
+        let each: Vec<Bytes> = all.iter().filter(|f| keep(f.len())).cloned().collect();
+        let wire: Bytes = each.concat().into();
+        assert!(!each.is_empty(), "{label}: frames in the corpus");
+        g.throughput(Throughput::ElementsAndBytes {
+            elements: each.len() as u64,
+            bytes: wire.len() as u64,
         });
-        g.bench_function("full_hessian_decode", |b| {
-            b.iter(|| {
-                let buf = BytesMut::from(&wire[..]);
-                black_box(full_decode(&buf).len())
-            })
-        });
-        g.finish();
+        g.bench_with_input(
+            BenchmarkId::new("codec-metadata", label),
+            &wire,
+            |b, wire| {
+                let mut codec = DubboCodec::new(DEFAULT_FRAME_LIMIT, Role::Server);
+                b.iter_batched(
+                    || BytesMut::from(&wire[..]),
+                    |mut buf| {
+                        let mut n = 0;
+                        while let Some(m) = codec.decode(&mut buf).expect("valid") {
+                            let md = m.metadata();
+                            n += KEYS
+                                .iter()
+                                .filter_map(|k| md.get_str(k))
+                                .map(str::len)
+                                .sum::<usize>();
+                        }
+                        (n, buf)
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("full-hessian-decode", label),
+            &each,
+            |b, each| {
+                b.iter(|| {
+                    each.iter()
+                        .map(|f| black_box(full_decode(f)).len())
+                        .sum::<usize>()
+                })
+            },
+        );
     }
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -1,129 +1,143 @@
-//! Header + topic extraction on Produce v9 requests (small and 64 KiB record batches), against
-//! the peer crate `kafka-protocol` 0.18 on the same frames: its request header decode alone,
-//! and its header plus full `ProduceRequest` decode (what it takes that crate to reach the
-//! topic names).
+//! Header and topic extraction on requests captured from kafka-python and kafkajs talking to
+//! the tansu broker (`benches/corpus`, `codecs/capture-corpus.sh`), against the peer crate
+//! `kafka-protocol` 0.18 on the same frames: its request header decode alone, and, for
+//! Produce, its header plus full `ProduceRequest` decode (what it takes that crate to reach
+//! the topic names).
 //!
-//! `cargo bench -p codec-kafka --bench decode`
+//! `cargo bench -p codec-kafka --bench decode -- --measurement-time 2 --warm-up-time 1`
+//!
+//! Variants: `requests-all` is every request of the two clients' interop runs (ApiVersions,
+//! Metadata, CreateTopics, Produce with acks 1/all/0, FindCoordinator, JoinGroup, SyncGroup,
+//! Heartbeat, Fetch, ListOffsets, OffsetCommit/Fetch, LeaveGroup...; kafka-python with
+//! flexible versions, kafkajs without); `produce-small` is their Produce requests with small
+//! records; `produce-64KiB` the Produce requests that carry one 64 KiB record each. Only
+//! requests: a response can only be decoded after the request it answers.
+//!
+//! The codec decodes the concatenated frames from one buffer and reads `api_name`,
+//! `client_id` and `topics` with `get_str`; the peer gets the same frames already split (size
+//! prefix removed), with the header version it needs for each. Throughput is reported in
+//! messages/s and bytes/s of the whole frames.
 
 use std::hint::black_box;
-use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use codec_kafka::KafkaCodec;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kafka_protocol::messages::{ProduceRequest, RequestHeader};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use meta_protocol_core::{Codec, FrameLimit, Role};
 
-const BATCH: usize = 32;
+/// Requests of the interop clients (small records).
+const SMALL: [&[u8]; 2] = [
+    include_bytes!("corpus/kafka-python.c2s.bin"),
+    include_bytes!("corpus/kafkajs.c2s.bin"),
+];
+/// Requests of the 64 KiB captures: two large records each, then small ones.
+const LARGE: [&[u8]; 2] = [
+    include_bytes!("corpus/kafka-python-64k.c2s.bin"),
+    include_bytes!("corpus/kafkajs-64k.c2s.bin"),
+];
 
-fn uvarint(b: &mut BytesMut, mut v: u32) {
-    while v >= 0x80 {
-        b.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    b.put_u8(v as u8);
+/// A request as the peer gets it: the frame without its size, its api key and version.
+struct Frame {
+    wire: Bytes,
+    key: i16,
+    version: i16,
 }
 
-/// `BATCH` Produce v9 frames, two topics, one partition each, `records` bytes per batch.
-fn traffic(records: usize) -> Bytes {
-    let mut wire = BytesMut::new();
-    for i in 0..BATCH {
-        let mut f = BytesMut::new();
-        f.put_i32(0);
-        f.put_i16(0);
-        f.put_i16(9);
-        f.put_i32(i as i32);
-        f.put_i16(12);
-        f.put_slice(b"producer-app");
-        f.put_u8(0); // header tags
-        f.put_u8(0); // transactional_id null
-        f.put_i16(-1);
-        f.put_i32(30_000);
-        uvarint(&mut f, 3);
-        for topic in [&b"orders.events"[..], b"payments"] {
-            uvarint(&mut f, topic.len() as u32 + 1);
-            f.put_slice(topic);
-            uvarint(&mut f, 2);
-            f.put_i32(i as i32 % 8);
-            uvarint(&mut f, records as u32 + 1);
-            f.put_bytes(0x5a, records);
-            f.put_u8(0);
-            f.put_u8(0);
+fn frames(captures: &[&'static [u8]]) -> Vec<Frame> {
+    let mut out = Vec::new();
+    for capture in captures {
+        let mut rest = Bytes::from_static(capture);
+        while !rest.is_empty() {
+            let size = rest.get_i32() as usize;
+            let wire = rest.split_to(size);
+            let key = i16::from_be_bytes([wire[0], wire[1]]);
+            let version = i16::from_be_bytes([wire[2], wire[3]]);
+            out.push(Frame { wire, key, version });
         }
-        f.put_u8(0);
-        let size = (f.len() - 4) as i32;
-        f[..4].copy_from_slice(&size.to_be_bytes());
-        wire.extend_from_slice(&f);
     }
-    wire.freeze()
+    out
 }
 
-fn peer_frames(wire: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
-    let mut rest = wire.clone();
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let size = rest.get_i32() as usize;
-        Some(rest.split_to(size))
-    })
+fn header_version(f: &Frame) -> i16 {
+    ApiKey::try_from(f.key)
+        .expect("a known api key")
+        .request_header_version(f.version)
 }
 
 fn decode(c: &mut Criterion) {
-    let mut g = c.benchmark_group("kafka/produce-topics");
-    g.measurement_time(Duration::from_secs(2));
-    g.warm_up_time(Duration::from_millis(500));
-    for (label, records) in [("small", 100usize), ("64KiB", 64 * 1024)] {
-        let wire = traffic(records);
-        g.throughput(Throughput::Elements(BATCH as u64));
+    let mut g = c.benchmark_group("kafka/request-metadata");
+    let produce = |f: &Frame| f.key == ApiKey::Produce as i16;
+    let small: Vec<Frame> = frames(&SMALL);
+    let mut produce_small: Vec<Frame> = frames(&SMALL).into_iter().filter(produce).collect();
+    let (large, rest): (Vec<Frame>, Vec<Frame>) = frames(&LARGE)
+        .into_iter()
+        .filter(produce)
+        .partition(|f| f.wire.len() > 64 * 1024);
+    produce_small.extend(rest);
+    for (label, each) in [
+        ("requests-all", small),
+        ("produce-small", produce_small),
+        ("produce-64KiB", large),
+    ] {
+        let mut wire = BytesMut::new();
+        for f in &each {
+            wire.extend_from_slice(&(f.wire.len() as i32).to_be_bytes());
+            wire.extend_from_slice(&f.wire);
+        }
+        let wire = wire.freeze();
+        g.throughput(Throughput::ElementsAndBytes {
+            elements: each.len() as u64,
+            bytes: wire.len() as u64,
+        });
         g.bench_with_input(BenchmarkId::new("codec-kafka", label), &wire, |b, wire| {
             b.iter_batched(
                 || BytesMut::from(&wire[..]),
                 |mut buf| {
                     let mut codec = KafkaCodec::new(Role::Server, FrameLimit::new(1 << 27));
-                    while let Ok(Some(m)) = codec.decode(&mut buf) {
-                        black_box(m.metadata().get_str("topics"));
+                    let mut n = 0;
+                    while let Some(m) = codec.decode(&mut buf).expect("valid") {
+                        let md = m.metadata();
+                        n += md.get_str("api_name").map_or(0, str::len);
+                        n += md.get_str("client_id").map_or(0, str::len);
+                        n += md.get_str("topics").map_or(0, str::len);
                     }
+                    (n, buf)
                 },
-                BatchSize::SmallInput,
+                BatchSize::LargeInput,
             );
         });
         g.bench_with_input(
             BenchmarkId::new("kafka-protocol-header", label),
-            &wire,
-            |b, wire| {
-                b.iter_batched(
-                    || BytesMut::from(&wire[..]).freeze(),
-                    |buf| {
-                        for mut f in peer_frames(&buf) {
-                            black_box(RequestHeader::decode(&mut f, 2).ok());
-                        }
-                    },
-                    BatchSize::SmallInput,
-                );
+            &each,
+            |b, each| {
+                b.iter(|| {
+                    for f in each {
+                        let mut buf = f.wire.clone();
+                        black_box(RequestHeader::decode(&mut buf, header_version(f)).ok());
+                    }
+                });
             },
         );
-        g.bench_with_input(
-            BenchmarkId::new("kafka-protocol-produce", label),
-            &wire,
-            |b, wire| {
-                b.iter_batched(
-                    || BytesMut::from(&wire[..]).freeze(),
-                    |buf| {
-                        for mut f in peer_frames(&buf) {
-                            let _h = RequestHeader::decode(&mut f, 2).ok();
-                            if let Ok(p) = ProduceRequest::decode(&mut f, 9) {
-                                for t in &p.topic_data {
-                                    black_box(&t.name);
-                                }
+        if label.starts_with("produce") {
+            g.bench_with_input(
+                BenchmarkId::new("kafka-protocol-produce", label),
+                &each,
+                |b, each| {
+                    b.iter(|| {
+                        for f in each {
+                            let mut buf = f.wire.clone();
+                            let _h = RequestHeader::decode(&mut buf, header_version(f));
+                            let p = ProduceRequest::decode(&mut buf, f.version).expect("valid");
+                            for t in &p.topic_data {
+                                black_box(&t.name);
                             }
                         }
-                    },
-                    BatchSize::SmallInput,
-                );
-            },
-        );
+                    });
+                },
+            );
+        }
     }
     g.finish();
 }

@@ -150,7 +150,8 @@ struct THeader {
     flags: u16,
     seq: u32,
     proto_id: u64,
-    headers: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    /// Info headers (key, value) as ranges of the frame; a few fit without an allocation.
+    headers: smallvec::SmallVec<[(std::ops::Range<usize>, std::ops::Range<usize>); 4]>,
 }
 
 fn bad(reason: &'static str) -> DecodeError {
@@ -323,7 +324,7 @@ fn parse_theader(frame: &[u8]) -> Result<(THeader, usize), Need> {
             "THeader transforms (zlib, snappy) are not supported by this codec",
         ));
     }
-    let mut headers = Vec::new();
+    let mut headers = smallvec::SmallVec::new();
     while c.pos < end {
         match c.varint(5)? {
             0 => break,
@@ -648,7 +649,7 @@ pub fn build_frame(
                 flags: 0,
                 seq: seqid as u32,
                 proto_id: if protocol == Protocol::Compact { 2 } else { 0 },
-                headers: Vec::new(),
+                headers: smallvec::SmallVec::new(),
             };
             let _ = write_theader(&mut out, &th, headers, &m, body);
         }
