@@ -245,6 +245,7 @@ middle() {
 }
 
 envoy_rpc=""
+order=()
 for proto in thrift dubbo brpc; do
   want "$proto" || continue
   case $proto in
@@ -282,6 +283,19 @@ for proto in thrift dubbo brpc; do
         ;;
     esac
   done
+  # Reply order: 16 pipelined calls on one connection, 20 rounds.
+  probe() { python3 "$HERE/order_probe.py" "$proto" "127.0.0.1:$2" 16 20 2>&1 | tail -1 | sed "s/^/$1: /"; }
+  case $proto in
+    thrift)
+      order+=("$(probe "$what, direct" $((base + 1)))" "$(probe "$what, meta-protocol-proxy" $((base + 2)))")
+      [ -z "$envoy_rpc" ] || order+=("$(probe "$what, Envoy thrift_proxy" 19203)")
+      ;;
+    dubbo)
+      order+=("$(probe "$what, direct" $((base + 1)))" "$(probe "$what, meta-protocol-proxy" $((base + 2)))")
+      [ -z "$envoy_rpc" ] || order+=("$(probe "$what, Envoy dubbo_proxy" 19303)" \
+        "$(probe "$what, Envoy generic_proxy" 19304)")
+      ;;
+  esac
 done
 
 # --- Kafka ---------------------------------------------------------------------------------
@@ -329,3 +343,7 @@ if [ ${#rpc_rows[@]} -gt 0 ]; then
   printf '%s\n' "${rpc_rows[@]}"
 fi
 [ -z "$kafka_note" ] || printf '\n%s\n' "$kafka_note"
+if [ ${#order[@]} -gt 0 ]; then
+  printf '\nReply order (order_probe.py):\n'
+  printf -- '- %s\n' "${order[@]}"
+fi
