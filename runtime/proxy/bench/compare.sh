@@ -205,7 +205,10 @@ shown() { # load output -> "req/s (p99 ...)", or the failure
   fi
 }
 # Counters of an admin /stats page (ours and Envoy's share the `name: value` format).
-stats() { curl -s --max-time 2 "$1" | awk -F': ' 'NF == 2 && $2 ~ /^[0-9]+$/ { print $1, $2 }' | LC_ALL=C sort; }
+stats() {
+  { curl -s --max-time 2 "$1" || true; } |
+    awk -F': ' 'NF == 2 && $2 ~ /^[0-9]+$/ { print $1, $2 }' | LC_ALL=C sort
+}
 # The counters that moved between two snapshots: upstream connections opened, and anything that
 # looks like an error. Prefixes naming the cluster are dropped.
 moved() {
@@ -242,6 +245,12 @@ middle() {
   cpu=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$n" 'BEGIN { printf "%.3f", n ? t / hz / n * 100000 : 0 }')
   rpc_row "$label" "$(shown "$direct")" "$(shown "$out")" \
     "$(awk -v a="$p" -v b="${d:-0}" 'BEGIN { if (b) printf "%.2f", a / b; else print "-" }')" "$cpu" "$notes"
+}
+
+# probe LABEL PORT: reply order through PORT, 16 pipelined calls on one connection, 20 rounds.
+probe() {
+  { python3 "$HERE/order_probe.py" "$proto" "127.0.0.1:$2" 16 20 2>&1 || true; } |
+    tail -1 | sed "s/^/$1: /"
 }
 
 envoy_rpc=""
@@ -283,8 +292,6 @@ for proto in thrift dubbo brpc; do
         ;;
     esac
   done
-  # Reply order: 16 pipelined calls on one connection, 20 rounds.
-  probe() { python3 "$HERE/order_probe.py" "$proto" "127.0.0.1:$2" 16 20 2>&1 | tail -1 | sed "s/^/$1: /"; }
   case $proto in
     thrift)
       order+=("$(probe "$what, direct" $((base + 1)))" "$(probe "$what, meta-protocol-proxy" $((base + 2)))")
