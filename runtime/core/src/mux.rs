@@ -69,14 +69,26 @@ impl<T> IdMap<T> {
 }
 
 /// Releases replies in the order their requests arrived.
+///
+/// A reply for the oldest unanswered request can be written straight away
+/// ([`is_next`](Reorder::is_next), then [`skip`](Reorder::skip)); a reply that overtook an
+/// older one waits here until the older ones are answered.
 #[derive(Debug, Clone)]
 pub struct Reorder<T> {
     /// Sequence number of the oldest request not yet answered downstream.
     head: u64,
     /// Next sequence number to hand out.
     tail: u64,
-    /// Replies that arrived before an older one, by sequence number.
-    waiting: VecDeque<Option<T>>,
+    /// One slot per request from `head` on.
+    waiting: VecDeque<Slot<T>>,
+}
+
+#[derive(Debug, Clone)]
+enum Slot<T> {
+    Waiting,
+    Ready(T),
+    /// Answered without a stored reply (written directly, or no reply at all).
+    Done,
 }
 
 impl<T> Default for Reorder<T> {
@@ -99,32 +111,53 @@ impl<T> Reorder<T> {
     pub fn request(&mut self) -> u64 {
         let seq = self.tail;
         self.tail += 1;
-        self.waiting.push_back(None);
+        self.waiting.push_back(Slot::Waiting);
         seq
     }
 
-    /// Stores the reply to request `seq` and returns every reply now ready to send, in order.
+    /// True when `seq` is the oldest request still waiting: its reply can be sent now.
+    pub fn is_next(&self, seq: u64) -> bool {
+        seq == self.head && matches!(self.waiting.front(), Some(Slot::Waiting))
+    }
+
+    /// Stores the reply to request `seq` and passes every reply now ready to `out`, in order.
     /// A second reply for the same request, or one for an unknown request, is ignored.
-    pub fn complete(&mut self, seq: u64, reply: T) -> Vec<T> {
-        if seq >= self.head
-            && let Some(slot) = self.waiting.get_mut((seq - self.head) as usize)
-            && slot.is_none()
-        {
-            *slot = Some(reply);
-        }
-        let mut ready = Vec::new();
-        while let Some(Some(_)) = self.waiting.front() {
-            if let Some(Some(r)) = self.waiting.pop_front() {
-                ready.push(r);
-            }
-            self.head += 1;
-        }
-        ready
+    pub fn complete(&mut self, seq: u64, reply: T, out: impl FnMut(T)) {
+        self.set(seq, Slot::Ready(reply));
+        self.release(out);
+    }
+
+    /// Marks request `seq` answered without storing a reply (its reply was written directly,
+    /// or it gets none), and passes every reply now ready to `out`, in order.
+    pub fn skip(&mut self, seq: u64, out: impl FnMut(T)) {
+        self.set(seq, Slot::Done);
+        self.release(out);
     }
 
     /// Requests still waiting for their reply to be sent.
     pub fn pending(&self) -> usize {
         self.waiting.len()
+    }
+
+    fn set(&mut self, seq: u64, slot: Slot<T>) {
+        if seq >= self.head
+            && let Some(s) = self.waiting.get_mut((seq - self.head) as usize)
+            && matches!(s, Slot::Waiting)
+        {
+            *s = slot;
+        }
+    }
+
+    fn release(&mut self, mut out: impl FnMut(T)) {
+        while let Some(front) = self.waiting.front() {
+            if matches!(front, Slot::Waiting) {
+                break;
+            }
+            if let Some(Slot::Ready(r)) = self.waiting.pop_front() {
+                out(r);
+            }
+            self.head += 1;
+        }
     }
 }
 
@@ -153,20 +186,37 @@ mod tests {
     #[test]
     fn replies_leave_in_request_order() {
         let mut r = Reorder::new();
+        let mut sent = Vec::new();
         let a = r.request();
         let b = r.request();
         let c = r.request();
-        assert_eq!(r.complete(c, "C"), Vec::<&str>::new());
-        assert_eq!(r.complete(b, "B"), Vec::<&str>::new());
-        assert_eq!(r.complete(b, "B2"), Vec::<&str>::new(), "duplicate ignored");
-        assert_eq!(r.complete(a, "A"), vec!["A", "B", "C"]);
+        assert!(r.is_next(a) && !r.is_next(b));
+        r.complete(c, "C", |x| sent.push(x));
+        r.complete(b, "B", |x| sent.push(x));
+        r.complete(b, "B2", |x| sent.push(x));
+        assert!(sent.is_empty(), "held behind A; the duplicate is ignored");
+        r.complete(a, "A", |x| sent.push(x));
+        assert_eq!(sent, ["A", "B", "C"]);
         assert_eq!(r.pending(), 0);
         let d = r.request();
-        assert_eq!(r.complete(d, "D"), vec!["D"]);
-        assert_eq!(
-            r.complete(a, "again"),
-            Vec::<&str>::new(),
-            "already answered"
-        );
+        r.complete(d, "D", |x| sent.push(x));
+        r.complete(a, "again", |x| sent.push(x));
+        assert_eq!(sent, ["A", "B", "C", "D"], "already answered");
+    }
+
+    #[test]
+    fn a_skipped_request_releases_those_behind_it() {
+        let mut r = Reorder::new();
+        let mut sent = Vec::new();
+        let a = r.request();
+        let b = r.request();
+        let c = r.request();
+        r.complete(c, "C", |x| sent.push(x));
+        r.skip(b, |x| sent.push(x));
+        assert!(sent.is_empty() && r.is_next(a));
+        // A's reply is written directly by the caller, then A is skipped.
+        r.skip(a, |x| sent.push(x));
+        assert_eq!(sent, ["C"]);
+        assert_eq!(r.pending(), 0);
     }
 }

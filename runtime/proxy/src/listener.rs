@@ -257,33 +257,18 @@ async fn serve(
                 }
             }
             done = recv_done(&mut done_rx), if in_flight > 0 => {
-                let Some(done) = done else { return Err("request tasks ended".into()) };
-                in_flight -= 1;
-                let reply = match done.outcome {
-                    Outcome::Reply(mut reply) => {
-                        if let Correlation::Id(id) = done.ctx.correlation {
-                            reply.set_correlation(id);
-                        }
-                        if let (Some(rt), Some(i)) = (&done.route, done.route_index) {
-                            rt.router.routes()[i].mutate_response(reply.metadata_mut());
-                        }
-                        Some(reply)
-                    }
-                    Outcome::Local(kind, detail) => {
-                        handle.stats.local_replies.inc();
-                        tracing::debug!(?kind, %detail, "local error reply");
-                        codec.error_reply(&done.ctx, &ErrorReply::with_detail(kind, detail))
-                    }
-                    Outcome::NoReply => None,
-                };
-                match reply {
-                    Some(reply) => emit(&mut *codec, &mut reorder, &mut wbuf, done.seq, &reply)?,
-                    None if done.seq.is_some() => {
-                        // The protocol cannot express this error: close, as the contract says.
+                let Some(mut done) = done else { return Err("request tasks ended".into()) };
+                // Every outcome that is already there goes into the same write.
+                loop {
+                    in_flight -= 1;
+                    if let Err(e) = finish(&mut *codec, &mut reorder, &mut wbuf, handle, done) {
                         let _ = wr.write_all(&wbuf).await;
-                        return Err("the codec has no reply for this error; closing".into());
+                        return Err(e);
                     }
-                    None => {}
+                    match done_rx.as_mut().map(mpsc::UnboundedReceiver::try_recv) {
+                        Some(Ok(next)) => done = next,
+                        _ => break,
+                    }
                 }
             }
             frame = next_out_of_band(&mut out_of_band), if out_of_band.is_some() => {
@@ -306,6 +291,47 @@ async fn serve(
                 .await
                 .map_err(|e| format!("write failed: {e}"))?;
             wbuf.clear();
+        }
+    }
+}
+
+/// Writes the reply for one finished request (the upstream's, or a local error reply) into
+/// `wbuf`, in order when the protocol needs it. An error means the connection must close.
+fn finish(
+    codec: &mut dyn Codec,
+    reorder: &mut Reorder<Bytes>,
+    wbuf: &mut BytesMut,
+    handle: &ListenerHandle,
+    done: Done,
+) -> Result<(), String> {
+    let reply = match done.outcome {
+        Outcome::Reply(mut reply) => {
+            if let Correlation::Id(id) = done.ctx.correlation {
+                reply.set_correlation(id);
+            }
+            if let (Some(rt), Some(i)) = (&done.route, done.route_index) {
+                rt.router.routes()[i].mutate_response(reply.metadata_mut());
+            }
+            Some(reply)
+        }
+        Outcome::Local(kind, detail) => {
+            handle.stats.local_replies.inc();
+            tracing::debug!(?kind, %detail, "local error reply");
+            let reply = codec.error_reply(&done.ctx, &ErrorReply::with_detail(kind, detail));
+            // The protocol cannot express this error: close, as the contract says, rather
+            // than leave the client waiting.
+            Some(reply.ok_or("the codec has no reply for this error; closing")?)
+        }
+        Outcome::NoReply => None,
+    };
+    match reply {
+        Some(reply) => emit(codec, reorder, wbuf, done.seq, &reply),
+        // An ordered slot must still be released so that later replies are not held back.
+        None => {
+            if let Some(seq) = done.seq {
+                reorder.skip(seq, |ready| wbuf.extend_from_slice(&ready));
+            }
+            Ok(())
         }
     }
 }
@@ -348,7 +374,8 @@ async fn read_some(
     }
 }
 
-/// Encodes `msg` and queues it for writing, in order when `seq` is set.
+/// Encodes `msg` and queues it for writing, in order when `seq` is set: straight into
+/// `wbuf` when nothing older is still waiting, otherwise held until the older replies leave.
 fn emit(
     codec: &mut dyn Codec,
     reorder: &mut Reorder<Bytes>,
@@ -356,16 +383,23 @@ fn emit(
     seq: Option<u64>,
     msg: &Message,
 ) -> Result<(), String> {
-    let mut frame = BytesMut::new();
     // A reply that cannot be written would leave the client waiting forever: close instead.
-    codec
-        .encode(msg, &mut frame)
-        .map_err(|e| format!("a reply cannot be encoded for the downstream ({e}); closing"))?;
+    let unencodable = |e| format!("a reply cannot be encoded for the downstream ({e}); closing");
     match seq {
-        None => wbuf.extend_from_slice(&frame),
-        Some(seq) => {
-            for ready in reorder.complete(seq, frame.freeze()) {
-                wbuf.extend_from_slice(&ready);
+        Some(seq) if !reorder.is_next(seq) => {
+            let mut frame = BytesMut::new();
+            codec.encode(msg, &mut frame).map_err(unencodable)?;
+            reorder.complete(seq, frame.freeze(), |ready| wbuf.extend_from_slice(&ready));
+        }
+        _ => {
+            let before = wbuf.len();
+            if let Err(e) = codec.encode(msg, wbuf) {
+                // Nothing of a half-written reply goes out with the replies before it.
+                wbuf.truncate(before);
+                return Err(unencodable(e));
+            }
+            if let Some(seq) = seq {
+                reorder.skip(seq, |ready| wbuf.extend_from_slice(&ready));
             }
         }
     }
