@@ -15,7 +15,60 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ClusterConfig, PoolMode};
 use crate::stats::Counter;
-use crate::upstream::{UpstreamConn, UpstreamError};
+use crate::upstream::{Outbound, ReplyTo, UpstreamConn, UpstreamError};
+
+/// How an attempt on an endpoint ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// A reply came.
+    Replied,
+    /// A request that expects no reply was sent.
+    Sent,
+    /// No reply in time.
+    TimedOut,
+    /// The connection or the exchange failed.
+    Failed,
+    /// Nobody waits any more (the downstream connection closed).
+    Abandoned,
+}
+
+impl Attempt {
+    pub(crate) fn of<T>(result: &Result<Option<T>, CallError>) -> Attempt {
+        match result {
+            Ok(Some(_)) => Attempt::Replied,
+            Ok(None) => Attempt::Sent,
+            Err(CallError::Timeout(_)) => Attempt::TimedOut,
+            Err(_) => Attempt::Failed,
+        }
+    }
+}
+
+/// Ends an attempt when dropped, as whatever `end` says by then.
+struct AttemptGuard<'a> {
+    cluster: &'a Cluster,
+    endpoint: usize,
+    end: Attempt,
+}
+
+impl Drop for AttemptGuard<'_> {
+    fn drop(&mut self) {
+        self.cluster.end(self.endpoint, self.end);
+    }
+}
+
+/// What [`Cluster::try_dispatch`] did with a request.
+// `Slow` hands the message back by value; boxing it would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Dispatch {
+    /// Sent to endpoint `.0`; its reply goes to the given queue. Requests that expect no
+    /// reply are finished already.
+    Sent(usize),
+    /// Answered locally with this error.
+    Failed(CallError),
+    /// Not sent: the endpoint's connection is not open yet or its queue is full; the waiting
+    /// path takes the message.
+    Slow(Message),
+}
 
 /// Why a call to a cluster produced no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -338,32 +391,105 @@ impl Cluster {
         random: u64,
         timeout: Duration,
     ) -> Result<Option<Message>, CallError> {
-        let _request = self.permit(Resource::Request)?;
-        let i = self
-            .pick(hash, random, Instant::now())
-            .ok_or(CallError::NoHealthy)?;
-        let ep = &self.endpoints[i];
+        let i = self.begin(hash, random)?;
         self.stats.requests.inc();
-        ep.active.fetch_add(1, Ordering::Relaxed);
+        // Ends the attempt even if this future is dropped half way.
+        let mut attempt = AttemptGuard {
+            cluster: self,
+            endpoint: i,
+            end: Attempt::Abandoned,
+        };
         let result = self.call_endpoint(i, msg, expects_reply, timeout).await;
+        attempt.end = Attempt::of(&result);
+        result
+    }
+
+    /// Starts an attempt: a request permit from the circuit breaker and an endpoint from the
+    /// balancer. Every successful `begin` is followed by exactly one [`Cluster::end`].
+    fn begin(&self, hash: Option<u64>, random: u64) -> Result<usize, CallError> {
+        if !self.core().breaker.try_acquire(Resource::Request) {
+            self.stats.overflows.inc();
+            return Err(CallError::Overflow(Resource::Request));
+        }
+        let Some(i) = self.pick(hash, random, Instant::now()) else {
+            self.core().breaker.release(Resource::Request);
+            return Err(CallError::NoHealthy);
+        };
+        self.endpoints[i].active.fetch_add(1, Ordering::Relaxed);
+        Ok(i)
+    }
+
+    /// Ends an attempt on endpoint `i`: counters, outlier detection, the request permit.
+    pub(crate) fn end(&self, i: usize, attempt: Attempt) {
+        let ep = &self.endpoints[i];
         ep.active.fetch_sub(1, Ordering::Relaxed);
-        match &result {
-            Ok(Some(_)) => {
+        match attempt {
+            Attempt::Replied => {
                 self.stats.replies.inc();
                 ep.replies.inc();
                 self.record(i, true);
             }
-            Ok(None) => {}
-            Err(CallError::Timeout(_)) => {
+            Attempt::Sent | Attempt::Abandoned => {}
+            Attempt::TimedOut => {
                 self.stats.timeouts.inc();
                 self.record(i, false);
             }
-            Err(_) => {
+            Attempt::Failed => {
                 self.stats.failures.inc();
                 self.record(i, false);
             }
         }
-        result
+        self.core().breaker.release(Resource::Request);
+    }
+
+    /// Sends `msg` without waiting when an endpoint's connection is open and has room: the
+    /// reply goes to `reply` (a downstream connection's completion queue). Otherwise says
+    /// why, or hands the message back for the waiting path ([`Cluster::call`]).
+    pub(crate) fn try_dispatch(
+        &self,
+        msg: Message,
+        hash: Option<u64>,
+        random: u64,
+        reply: Option<ReplyTo>,
+    ) -> Dispatch {
+        let i = match self.begin(hash, random) {
+            Ok(i) => i,
+            Err(e) => return Dispatch::Failed(e),
+        };
+        let expects = reply.is_some();
+        let ep = &self.endpoints[i];
+        let slot = ep.next.fetch_add(1, Ordering::Relaxed) % ep.slots.len();
+        let conn = ep.slots[slot]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|c| c.is_open())
+            .cloned();
+        let Some(conn) = conn else {
+            self.undo(i);
+            return Dispatch::Slow(msg);
+        };
+        match conn.try_send(Outbound { msg, reply }) {
+            Ok(()) if expects => {
+                self.stats.requests.inc();
+                Dispatch::Sent(i)
+            }
+            Ok(()) => {
+                self.stats.requests.inc();
+                self.end(i, Attempt::Sent);
+                Dispatch::Sent(i)
+            }
+            Err(out) => {
+                self.undo(i);
+                Dispatch::Slow(out.msg)
+            }
+        }
+    }
+
+    /// Takes back a `begin` whose request was never sent.
+    fn undo(&self, i: usize) {
+        self.endpoints[i].active.fetch_sub(1, Ordering::Relaxed);
+        self.core().breaker.release(Resource::Request);
     }
 
     async fn call_endpoint(

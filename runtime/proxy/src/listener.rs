@@ -1,7 +1,8 @@
 //! Listeners and downstream connections: decode requests, route them through the shared core,
 //! call the cluster, and write replies (in request order where the protocol needs it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -16,10 +17,11 @@ use meta_protocol_runtime::route::Router;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
 
-use crate::cluster::{CallError, Cluster, ReplyRx, await_reply};
+use crate::cluster::{Attempt, CallError, Cluster, Dispatch, Permit, ReplyRx, await_reply};
 use crate::stats::Counter;
-use crate::upstream::{UpstreamConn, UpstreamError};
+use crate::upstream::{Completion, ReplyTo, UpstreamConn, UpstreamError};
 
 /// Metadata a codec sets to `"true"` on a request that makes its connection stateful.
 const PIN_KEY: &str = "pin";
@@ -133,12 +135,138 @@ enum Outcome {
     NoReply,
 }
 
+/// A request finished on the waiting path (a task of its own): pinned sessions, requests
+/// whose connection must be opened first, retries.
 struct Done {
     seq: Option<u64>,
     ctx: RequestContext,
     route: Option<Arc<ListenerRuntime>>,
     route_index: Option<usize>,
     outcome: Outcome,
+}
+
+/// A request sent on the fast path, waiting in its connection's completion queue.
+struct Pending {
+    seq: Option<u64>,
+    ctx: RequestContext,
+    rt: Arc<ListenerRuntime>,
+    route_index: usize,
+    hash: Option<u64>,
+    deadline: Instant,
+    /// The request again, kept only when the listener may retry it.
+    retry_copy: Option<Message>,
+    cluster: Arc<Cluster>,
+    /// The endpoint of the attempt in flight, until it is ended.
+    endpoint: Option<usize>,
+}
+
+impl Pending {
+    fn end(&mut self, how: Attempt) {
+        if let Some(endpoint) = self.endpoint.take() {
+            self.cluster.end(endpoint, how);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // The downstream connection went away with the request in flight.
+        self.end(Attempt::Abandoned);
+    }
+}
+
+/// Requests in flight on the fast path, by token (slot index and a generation, so that a
+/// late reply to a slot reused since is recognised and dropped).
+#[derive(Default)]
+struct PendingTable {
+    slots: Vec<(u32, Option<Pending>)>,
+    free: Vec<u32>,
+    /// Tokens in the order they were sent: the oldest one's deadline comes first.
+    order: VecDeque<u64>,
+}
+
+impl PendingTable {
+    fn insert(&mut self, p: Pending) -> u64 {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push((0, None));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.0 = slot.0.wrapping_add(1);
+        slot.1 = Some(p);
+        let token = (u64::from(slot.0) << 32) | u64::from(index);
+        self.order.push_back(token);
+        token
+    }
+
+    fn remove(&mut self, token: u64) -> Option<Pending> {
+        let index = (token & u64::from(u32::MAX)) as usize;
+        let slot = self.slots.get_mut(index)?;
+        if u64::from(slot.0) != token >> 32 {
+            return None;
+        }
+        let p = slot.1.take()?;
+        self.free.push(index as u32);
+        Some(p)
+    }
+
+    fn get_mut(&mut self, token: u64) -> Option<&mut Pending> {
+        let slot = self.slots.get_mut((token & u64::from(u32::MAX)) as usize)?;
+        if u64::from(slot.0) != token >> 32 {
+            return None;
+        }
+        slot.1.as_mut()
+    }
+
+    fn get(&self, token: u64) -> Option<&Pending> {
+        let slot = self.slots.get((token & u64::from(u32::MAX)) as usize)?;
+        (u64::from(slot.0) == token >> 32)
+            .then_some(slot.1.as_ref())
+            .flatten()
+    }
+
+    /// The oldest request still pending and its deadline, forgetting finished ones.
+    fn oldest(&mut self) -> Option<(u64, Instant)> {
+        while let Some(&token) = self.order.front() {
+            match self.get(token) {
+                Some(p) => return Some((token, p.deadline)),
+                None => {
+                    self.order.pop_front();
+                }
+            }
+        }
+        None
+    }
+}
+
+/// One downstream connection's state outside the socket.
+struct Downstream<'h> {
+    handle: &'h Arc<ListenerHandle>,
+    codec: Box<dyn Codec>,
+    in_order: bool,
+    wbuf: BytesMut,
+    reorder: Reorder<Bytes>,
+    /// Requests that still owe the client a reply.
+    in_flight: usize,
+    /// Created on the first request: an idle connection allocates no channel.
+    done_tx: Option<mpsc::UnboundedSender<Done>>,
+    done_rx: Option<mpsc::UnboundedReceiver<Done>>,
+    completion_tx: Option<mpsc::UnboundedSender<Completion>>,
+    completion_rx: Option<mpsc::UnboundedReceiver<Completion>>,
+    pending: PendingTable,
+    /// Fires at the oldest pending request's deadline (or a little before).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the last bytes came from the client, and a timer that fires no earlier than the
+    /// idle timeout after that (reset only when it fires: no timer work per request).
+    last_activity: Instant,
+    idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A reply went out since the idle timer was armed (also activity).
+    replied: bool,
+    pinned: Option<Pinned>,
+    out_of_band: Option<mpsc::UnboundedReceiver<Message>>,
 }
 
 /// Serves one downstream connection.
@@ -148,150 +276,401 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let rt0 = handle.current();
-    let mut codec = rt0.codec.new_codec(Role::Server);
-    let in_order = codec.replies_in_order();
+    let codec = rt0.codec.new_codec(Role::Server);
     let idle_timeout = rt0.idle_timeout;
     drop(rt0);
     let (mut rd, mut wr) = stream.into_split();
     // No buffer until the first bytes arrive: idle connections cost only their task.
     let mut rbuf = BytesMut::new();
-    let mut wbuf = BytesMut::new();
-    // Created on the first request: an idle connection allocates no channel.
-    let mut done_tx: Option<mpsc::UnboundedSender<Done>> = None;
-    let mut done_rx: Option<mpsc::UnboundedReceiver<Done>> = None;
-    let mut reorder: Reorder<Bytes> = Reorder::new();
-    let mut in_flight = 0usize;
+    let mut d = Downstream {
+        handle,
+        in_order: codec.replies_in_order(),
+        codec,
+        wbuf: BytesMut::new(),
+        reorder: Reorder::new(),
+        in_flight: 0,
+        done_tx: None,
+        done_rx: None,
+        completion_tx: None,
+        completion_rx: None,
+        pending: PendingTable::default(),
+        timer: None,
+        last_activity: Instant::now(),
+        idle_timer: None,
+        replied: false,
+        pinned: None,
+        out_of_band: None,
+    };
     let mut reading = true;
-    let mut pinned: Option<Pinned> = None;
-    let mut out_of_band: Option<mpsc::UnboundedReceiver<Message>> = None;
     loop {
-        if !reading && in_flight == 0 {
+        if !reading && d.in_flight == 0 {
             return Ok(());
         }
-        let idle = in_flight == 0;
-        tokio::select! {
-            n = read_some(&mut rd, &mut rbuf), if reading => {
-                match n {
-                    Ok(0) => reading = false,
-                    Ok(_) => {
-                        let rt = handle.current();
-                        loop {
-                            match codec.decode(&mut rbuf) {
-                                Ok(Some(msg)) => {
-                                    handle.stats.requests.inc();
-                                    let ordered = in_order || msg.correlation() == Correlation::Pipeline;
-                                    match msg.kind() {
-                                        MessageKind::Heartbeat => {
-                                            if let Some(pong) = codec.heartbeat_reply(&msg) {
-                                                handle.stats.heartbeats.inc();
-                                                let seq = ordered.then(|| reorder.request());
-                                                emit(&mut *codec, &mut reorder, &mut wbuf, seq, &pong)?;
-                                            }
-                                        }
-                                        MessageKind::Request | MessageKind::Oneway => {
-                                            let expects = msg.kind() == MessageKind::Request;
-                                            let seq = (ordered && expects).then(|| reorder.request());
-                                            in_flight += usize::from(expects);
-                                            let ctx = msg.context();
-                                            let tx = done_sender(&mut done_tx, &mut done_rx);
-                                            let pins = msg.metadata().get_str(PIN_KEY) == Some("true");
-                                            if pinned.is_none() && !pins {
-                                                let rt = rt.clone();
-                                                tokio::spawn(async move {
-                                                    let (route_index, outcome) = handle_request(&rt, msg, expects).await;
-                                                    if expects {
-                                                        let _ = tx.send(Done { seq, ctx, route: Some(rt), route_index, outcome });
-                                                    }
-                                                });
-                                                continue;
-                                            }
-                                            // Stateful session: one upstream connection, requests in order.
-                                            let timeout = rt.request_timeout;
-                                            let rt2 = rt.clone();
-                                            match Box::pin(send_pinned(&rt, &mut pinned, &mut out_of_band, msg, expects)).await {
-                                                Ok((route_index, rx)) => {
-                                                    tokio::spawn(async move {
-                                                        let outcome = match rx {
-                                                            None => Outcome::NoReply,
-                                                            Some(rx) => outcome_of(await_reply(rx, timeout).await.map(Some)),
-                                                        };
-                                                        if expects {
-                                                            let _ = tx.send(Done { seq, ctx, route: Some(rt2), route_index: Some(route_index), outcome });
-                                                        }
-                                                    });
-                                                }
-                                                Err(local) => {
-                                                    let (route_index, outcome) = local.into_done();
-                                                    if expects {
-                                                        let _ = tx.send(Done { seq, ctx, route: Some(rt2), route_index, outcome });
-                                                    }
-                                                }
-                                            }
-                                        }
-                                        kind => {
-                                            // Streams are not routed yet; say so rather than drop silently.
-                                            tracing::warn!(?kind, "unsupported message kind from downstream");
-                                            if kind == MessageKind::StreamInit {
-                                                let seq = ordered.then(|| reorder.request());
-                                                in_flight += 1;
-                                                let _ = done_sender(&mut done_tx, &mut done_rx).send(Done { seq, ctx: msg.context(), route: None, route_index: None, outcome: Outcome::Local(ErrorKind::BadRequest, "streams are not supported by this proxy yet".into()) });
-                                            }
-                                        }
-                                    }
-                                }
-                                Ok(None) => break,
-                                Err(DecodeError::Message(bad)) => {
-                                    let seq = (in_order || bad.context.correlation == Correlation::Pipeline).then(|| reorder.request());
-                                    in_flight += 1;
-                                    let _ = done_sender(&mut done_tx, &mut done_rx).send(Done { seq, ctx: bad.context.clone(), route: None, route_index: None, outcome: Outcome::Local(ErrorKind::BadRequest, bad.reason.to_string()) });
-                                }
-                                Err(e) => {
-                                    handle.stats.framing_errors.inc();
-                                    let _ = wr.write_all(&wbuf).await;
-                                    return Err(format!("framing lost: {e}"));
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => return Err(format!("read failed: {e}")),
+        if d.idle_timer.is_none() {
+            d.idle_timer = Some(Box::pin(tokio::time::sleep_until(
+                d.last_activity + idle_timeout,
+            )));
+        }
+        let step = tokio::select! {
+            n = read_some(&mut rd, &mut rbuf), if reading => match n {
+                Ok(0) => {
+                    reading = false;
+                    Ok(())
                 }
-            }
-            done = recv_done(&mut done_rx), if in_flight > 0 => {
-                let Some(mut done) = done else { return Err("request tasks ended".into()) };
-                // Every outcome that is already there goes into the same write.
-                loop {
-                    in_flight -= 1;
-                    if let Err(e) = finish(&mut *codec, &mut reorder, &mut wbuf, handle, done) {
-                        let _ = wr.write_all(&wbuf).await;
-                        return Err(e);
+                Ok(_) => d.on_bytes(&mut rbuf).await,
+                Err(e) => return Err(format!("read failed: {e}")),
+            },
+            c = recv(&mut d.completion_rx) => match c {
+                Some(c) => {
+                    let mut r = d.on_completion(c);
+                    // Every completion already queued goes into the same write.
+                    while let (Ok(()), Some(Ok(c))) = (&r, d.completion_rx.as_mut().map(mpsc::UnboundedReceiver::try_recv)) {
+                        r = d.on_completion(c);
                     }
-                    match done_rx.as_mut().map(mpsc::UnboundedReceiver::try_recv) {
-                        Some(Ok(next)) => done = next,
-                        _ => break,
+                    r
+                }
+                None => Err("the completion queue closed".to_owned()),
+            },
+            done = recv(&mut d.done_rx) => match done {
+                Some(done) => {
+                    let mut r = d.on_done(done);
+                    while let (Ok(()), Some(Ok(done))) = (&r, d.done_rx.as_mut().map(mpsc::UnboundedReceiver::try_recv)) {
+                        r = d.on_done(done);
                     }
+                    r
                 }
-            }
-            frame = next_out_of_band(&mut out_of_band), if out_of_band.is_some() => {
-                match frame {
-                    // Pushes and pub/sub messages of the pinned session, as they come.
-                    Some(frame) => emit(&mut *codec, &mut reorder, &mut wbuf, None, &frame)?,
-                    None => return Err("the pinned upstream connection closed".into()),
+                None => Err("request tasks ended".to_owned()),
+            },
+            () = fire(&mut d.timer) => d.on_timer(),
+            frame = recv(&mut d.out_of_band) => match frame {
+                // Pushes and pub/sub messages of the pinned session, as they come.
+                Some(frame) => emit(&mut *d.codec, &mut d.reorder, &mut d.wbuf, None, &frame),
+                None => Err("the pinned upstream connection closed".to_owned()),
+            },
+            () = fire(&mut d.idle_timer), if reading && d.pinned.is_none() => {
+                let now = Instant::now();
+                if std::mem::take(&mut d.replied) {
+                    d.last_activity = d.last_activity.max(now);
                 }
-            }
-            () = tokio::time::sleep(idle_timeout), if idle && reading && pinned.is_none() => {
-                return Err("idle timeout".into());
+                let quiet_until = d.last_activity + idle_timeout;
+                if d.in_flight == 0 && quiet_until <= now {
+                    return Err("idle timeout".into());
+                }
+                // Busy, or bytes came since it was armed: look again later.
+                let next = quiet_until.max(now + idle_timeout / 8);
+                d.idle_timer = Some(Box::pin(tokio::time::sleep_until(next)));
+                Ok(())
             }
             () = draining(&mut shutdown), if reading => {
                 // Drain: stop taking requests, finish those in flight.
                 reading = false;
+                Ok(())
+            }
+        };
+        // Whatever is ready goes out before the connection closes on an error.
+        if !d.wbuf.is_empty() {
+            let written = wr.write_all(&d.wbuf).await;
+            d.wbuf.clear();
+            written.map_err(|e| format!("write failed: {e}"))?;
+        }
+        step?;
+    }
+}
+
+impl Downstream<'_> {
+    /// Decodes and dispatches every whole frame in `rbuf`.
+    async fn on_bytes(&mut self, rbuf: &mut BytesMut) -> Result<(), String> {
+        let rt = self.handle.current();
+        self.last_activity = Instant::now();
+        loop {
+            match self.codec.decode(rbuf) {
+                Ok(Some(msg)) => {
+                    self.handle.stats.requests.inc();
+                    self.on_message(&rt, msg).await?;
+                }
+                Ok(None) => return Ok(()),
+                Err(DecodeError::Message(bad)) => {
+                    let ordered = self.in_order || bad.context.correlation == Correlation::Pipeline;
+                    let seq = ordered.then(|| self.reorder.request());
+                    self.in_flight += 1;
+                    let done = Done {
+                        seq,
+                        ctx: bad.context.clone(),
+                        route: None,
+                        route_index: None,
+                        outcome: Outcome::Local(ErrorKind::BadRequest, bad.reason.to_string()),
+                    };
+                    self.on_done(done)?;
+                }
+                Err(e) => {
+                    self.handle.stats.framing_errors.inc();
+                    return Err(format!("framing lost: {e}"));
+                }
             }
         }
-        if !wbuf.is_empty() {
-            wr.write_all(&wbuf)
-                .await
-                .map_err(|e| format!("write failed: {e}"))?;
-            wbuf.clear();
+    }
+
+    async fn on_message(&mut self, rt: &Arc<ListenerRuntime>, msg: Message) -> Result<(), String> {
+        let ordered = self.in_order || msg.correlation() == Correlation::Pipeline;
+        match msg.kind() {
+            MessageKind::Heartbeat => {
+                if let Some(pong) = self.codec.heartbeat_reply(&msg) {
+                    self.handle.stats.heartbeats.inc();
+                    let seq = ordered.then(|| self.reorder.request());
+                    emit(
+                        &mut *self.codec,
+                        &mut self.reorder,
+                        &mut self.wbuf,
+                        seq,
+                        &pong,
+                    )?;
+                }
+                Ok(())
+            }
+            MessageKind::Request | MessageKind::Oneway => {
+                let expects = msg.kind() == MessageKind::Request;
+                let seq = (ordered && expects).then(|| self.reorder.request());
+                self.in_flight += usize::from(expects);
+                let pins = msg.metadata().get_str(PIN_KEY) == Some("true");
+                if self.pinned.is_some() || pins {
+                    self.send_pinned(rt, msg, expects, seq).await
+                } else {
+                    self.dispatch(rt, msg, expects, seq)
+                }
+            }
+            kind => {
+                // Streams are not routed yet; say so rather than drop silently.
+                tracing::warn!(?kind, "unsupported message kind from downstream");
+                if kind != MessageKind::StreamInit {
+                    return Ok(());
+                }
+                let seq = ordered.then(|| self.reorder.request());
+                self.in_flight += 1;
+                self.on_done(Done {
+                    seq,
+                    ctx: msg.context(),
+                    route: None,
+                    route_index: None,
+                    outcome: Outcome::Local(
+                        ErrorKind::BadRequest,
+                        "streams are not supported by this proxy yet".into(),
+                    ),
+                })
+            }
         }
+    }
+
+    /// Routes a request and sends it without a task when its connection is ready; otherwise
+    /// hands it to a task on the waiting path.
+    fn dispatch(
+        &mut self,
+        rt: &Arc<ListenerRuntime>,
+        mut msg: Message,
+        expects: bool,
+        seq: Option<u64>,
+    ) -> Result<(), String> {
+        let ctx = msg.context();
+        let (index, cluster, hash) = match select(rt, &mut msg) {
+            Ok(s) => s,
+            Err(local) => {
+                let (route_index, outcome) = local.into_done();
+                return self.finish_local(expects, seq, ctx, rt, route_index, outcome);
+            }
+        };
+        mirror(rt, index, &msg, expects, hash);
+        // A request that expects a reply waits in the table, its reply coming to this
+        // connection's completion queue under its token.
+        let (token, reply) = if expects {
+            let tx = self.completion_sender();
+            let token = self.pending.insert(Pending {
+                seq,
+                ctx: ctx.clone(),
+                rt: rt.clone(),
+                route_index: index,
+                hash,
+                deadline: self.last_activity + rt.request_timeout,
+                retry_copy: (rt.retry.max_retries > 0).then(|| msg.clone()),
+                cluster: cluster.clone(),
+                endpoint: None,
+            });
+            (Some(token), Some(ReplyTo::Queue { tx, token }))
+        } else {
+            (None, None)
+        };
+        match cluster.try_dispatch(msg, hash, fastrand::u64(..), reply) {
+            Dispatch::Sent(endpoint) => {
+                if let Some(p) = token.and_then(|t| self.pending.get_mut(t)) {
+                    p.endpoint = Some(endpoint);
+                    self.arm_timer();
+                }
+                Ok(())
+            }
+            Dispatch::Failed(e) => {
+                if let Some(t) = token {
+                    self.pending.remove(t);
+                }
+                let (kind, detail) = error_of(e);
+                let outcome = Outcome::Local(kind, detail);
+                self.finish_local(expects, seq, ctx, rt, Some(index), outcome)
+            }
+            Dispatch::Slow(msg) => {
+                if let Some(t) = token {
+                    self.pending.remove(t);
+                }
+                let tx = self.done_sender();
+                let rt = rt.clone();
+                tokio::spawn(async move {
+                    let outcome = attempts(&rt, &cluster, msg, expects, hash, 0, None).await;
+                    if expects {
+                        let route_index = Some(index);
+                        let _ = tx.send(Done {
+                            seq,
+                            ctx,
+                            route: Some(rt),
+                            route_index,
+                            outcome,
+                        });
+                    }
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Answers a request that never left the proxy.
+    fn finish_local(
+        &mut self,
+        expects: bool,
+        seq: Option<u64>,
+        ctx: RequestContext,
+        rt: &Arc<ListenerRuntime>,
+        route_index: Option<usize>,
+        outcome: Outcome,
+    ) -> Result<(), String> {
+        if !expects {
+            return Ok(());
+        }
+        let route = Some(rt.clone());
+        self.on_done(Done {
+            seq,
+            ctx,
+            route,
+            route_index,
+            outcome,
+        })
+    }
+
+    /// A reply (or failure) from an upstream connection for a fast-path request.
+    fn on_completion(&mut self, c: Completion) -> Result<(), String> {
+        // Unknown tokens are late replies to requests that timed out.
+        let Some(mut p) = self.pending.remove(c.token) else {
+            return Ok(());
+        };
+        let result = c.result.map(Some).map_err(CallError::from);
+        p.end(Attempt::of(&result));
+        self.after_attempt(p, result)
+    }
+
+    /// Times out the fast-path requests whose deadline has passed.
+    fn on_timer(&mut self) -> Result<(), String> {
+        self.timer = None;
+        let now = Instant::now();
+        let mut result = Ok(());
+        while let Some((token, deadline)) = self.pending.oldest() {
+            if deadline > now {
+                break;
+            }
+            if let Some(mut p) = self.pending.remove(token) {
+                p.end(Attempt::TimedOut);
+                let timeout = p.rt.request_timeout;
+                result = result.and(self.after_attempt(p, Err(CallError::Timeout(timeout))));
+            }
+        }
+        self.arm_timer();
+        result
+    }
+
+    /// Answers a finished fast-path attempt, or retries it on the waiting path when the
+    /// listener's retry policy allows.
+    fn after_attempt(
+        &mut self,
+        mut p: Pending,
+        result: Result<Option<Message>, CallError>,
+    ) -> Result<(), String> {
+        let route = Some(p.rt.clone());
+        let route_index = Some(p.route_index);
+        let (seq, ctx) = (p.seq, p.ctx.clone());
+        match p.retry_copy.take() {
+            Some(msg) if retryable(&p.rt, &result).is_some() => {
+                let tx = self.done_sender();
+                let (rt, cluster, hash) = (p.rt.clone(), p.cluster.clone(), p.hash);
+                tokio::spawn(async move {
+                    let outcome = retry_after(&rt, &cluster, msg, hash, result).await;
+                    let _ = tx.send(Done {
+                        seq,
+                        ctx,
+                        route: Some(rt),
+                        route_index,
+                        outcome,
+                    });
+                });
+                Ok(())
+            }
+            _ => {
+                let outcome = outcome_of(result);
+                self.on_done(Done {
+                    seq,
+                    ctx,
+                    route,
+                    route_index,
+                    outcome,
+                })
+            }
+        }
+    }
+
+    /// Writes the reply for one finished request.
+    fn on_done(&mut self, done: Done) -> Result<(), String> {
+        self.in_flight -= 1;
+        self.replied = true;
+        finish(
+            &mut *self.codec,
+            &mut self.reorder,
+            &mut self.wbuf,
+            self.handle,
+            done,
+        )
+    }
+
+    /// Arms the timer at the oldest pending request's deadline, unless it is armed already
+    /// (it then fires no later than that).
+    fn arm_timer(&mut self) {
+        if self.timer.is_some() {
+            return;
+        }
+        if let Some((_, deadline)) = self.pending.oldest() {
+            self.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        }
+    }
+
+    fn completion_sender(&mut self) -> mpsc::UnboundedSender<Completion> {
+        self.completion_tx
+            .get_or_insert_with(|| {
+                let (t, r) = mpsc::unbounded_channel();
+                self.completion_rx = Some(r);
+                t
+            })
+            .clone()
+    }
+
+    fn done_sender(&mut self) -> mpsc::UnboundedSender<Done> {
+        self.done_tx
+            .get_or_insert_with(|| {
+                let (t, r) = mpsc::unbounded_channel();
+                self.done_rx = Some(r);
+                t
+            })
+            .clone()
     }
 }
 
@@ -336,42 +715,34 @@ fn finish(
     }
 }
 
-/// The sender of request outcomes, creating the channel on first use.
-fn done_sender(
-    tx: &mut Option<mpsc::UnboundedSender<Done>>,
-    rx: &mut Option<mpsc::UnboundedReceiver<Done>>,
-) -> mpsc::UnboundedSender<Done> {
-    tx.get_or_insert_with(|| {
-        let (t, r) = mpsc::unbounded_channel();
-        *rx = Some(r);
-        t
-    })
-    .clone()
-}
-
-async fn recv_done(rx: &mut Option<mpsc::UnboundedReceiver<Done>>) -> Option<Done> {
+async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
 
-/// Waits until the socket is readable, then reads into `buf`, making room only then.
+async fn fire(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until the socket is readable, then reads into `buf`, making room only then (an
+/// idle connection holds no buffer). The read goes through `AsyncRead`, which treats a read
+/// that did not fill the buffer as having drained the socket: no extra `recv` per request
+/// only to learn that nothing more is there.
 async fn read_some(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     buf: &mut BytesMut,
 ) -> std::io::Result<usize> {
     const READ_SIZE: usize = 8 * 1024;
-    loop {
-        rd.readable().await?;
-        if buf.capacity() - buf.len() < READ_SIZE / 2 {
-            buf.reserve(READ_SIZE);
-        }
-        match rd.try_read_buf(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            other => return other,
-        }
+    rd.readable().await?;
+    if buf.capacity() - buf.len() < READ_SIZE / 2 {
+        buf.reserve(READ_SIZE);
     }
+    tokio::io::AsyncReadExt::read_buf(rd, buf).await
 }
 
 /// Encodes `msg` and queues it for writing, in order when `seq` is set: straight into
@@ -469,9 +840,59 @@ struct Pinned {
     route_index: usize,
 }
 
-/// Sends `msg` on the connection's pinned upstream connection, pinning it first if needed.
-/// Sends happen in request order; the returned future waits for the reply.
-async fn send_pinned(
+impl Downstream<'_> {
+    /// Sends `msg` on the connection's pinned upstream connection, pinning it first if
+    /// needed. Sends happen in request order; a task waits for the reply.
+    async fn send_pinned(
+        &mut self,
+        rt: &Arc<ListenerRuntime>,
+        msg: Message,
+        expects: bool,
+        seq: Option<u64>,
+    ) -> Result<(), String> {
+        let ctx = msg.context();
+        let sent = Box::pin(pin_and_send(
+            rt,
+            &mut self.pinned,
+            &mut self.out_of_band,
+            msg,
+            expects,
+        ))
+        .await;
+        match sent {
+            Ok((route_index, rx)) => {
+                let tx = self.done_sender();
+                let timeout = rt.request_timeout;
+                let rt = rt.clone();
+                tokio::spawn(async move {
+                    let outcome = match rx {
+                        None => Outcome::NoReply,
+                        Some(rx) => outcome_of(await_reply(rx, timeout).await.map(Some)),
+                    };
+                    if expects {
+                        let route_index = Some(route_index);
+                        let _ = tx.send(Done {
+                            seq,
+                            ctx,
+                            route: Some(rt),
+                            route_index,
+                            outcome,
+                        });
+                    }
+                });
+                Ok(())
+            }
+            Err(local) => {
+                let (route_index, outcome) = local.into_done();
+                self.finish_local(expects, seq, ctx, rt, route_index, outcome)
+            }
+        }
+    }
+}
+
+/// Pins the downstream connection to a dedicated upstream connection on its first stateful
+/// request, then sends every request there.
+async fn pin_and_send(
     rt: &Arc<ListenerRuntime>,
     pinned: &mut Option<Pinned>,
     out_of_band: &mut Option<mpsc::UnboundedReceiver<Message>>,
@@ -514,29 +935,15 @@ async fn send_pinned(
     Ok((p.route_index, rx))
 }
 
-async fn next_out_of_band(rx: &mut Option<mpsc::UnboundedReceiver<Message>>) -> Option<Message> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn handle_request(
-    rt: &ListenerRuntime,
-    mut msg: Message,
-    expects: bool,
-) -> (Option<usize>, Outcome) {
-    let (index, cluster, hash) = match select(rt, &mut msg) {
-        Ok(s) => s,
-        Err(local) => return local.into_done(),
-    };
+/// Copies the request to the route's mirror clusters, fire and forget: a mirror's reply or
+/// failure never reaches the client and never delays it.
+fn mirror(rt: &ListenerRuntime, index: usize, msg: &Message, expects: bool, hash: Option<u64>) {
     let route = &rt.router.routes()[index];
-    for mirror in route.mirrors(fastrand::u64(..)) {
-        if let Some(target) = rt.clusters.get(mirror) {
+    for target in route.mirrors(fastrand::u64(..)) {
+        if let Some(target) = rt.clusters.get(target) {
             let copy = msg.clone();
             let target = target.clone();
             let timeout = rt.request_timeout;
-            // Fire and forget: the mirror's reply (or failure) is read and dropped.
             tokio::spawn(async move {
                 let _ = target
                     .call(copy, expects, hash, fastrand::u64(..), timeout)
@@ -544,10 +951,42 @@ async fn handle_request(
             });
         }
     }
-    let mut attempts = 0u32;
-    let mut _retry = None;
+}
+
+/// Why `result` may be retried under the listener's policy, if it may.
+fn retryable<'r>(
+    rt: &ListenerRuntime,
+    result: &'r Result<Option<Message>, CallError>,
+) -> Option<AttemptFailure<'r>> {
+    match result {
+        Ok(Some(reply)) => match reply.metadata().get_str("status") {
+            Some(s) if rt.retry.on_statuses.iter().any(|x| x == s) => {
+                Some(AttemptFailure::Status(s))
+            }
+            _ => None,
+        },
+        Ok(None) => None,
+        Err(CallError::Timeout(_)) => Some(AttemptFailure::Timeout),
+        Err(CallError::Upstream(UpstreamError::Connect(..))) => {
+            Some(AttemptFailure::ConnectFailure)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Calls the cluster until an attempt succeeds or the retry policy (and its budget) allows
+/// no more; `made` attempts were made before.
+async fn attempts(
+    rt: &ListenerRuntime,
+    cluster: &Cluster,
+    msg: Message,
+    expects: bool,
+    hash: Option<u64>,
+    mut made: u32,
+    mut _retry: Option<Permit<'_>>,
+) -> Outcome {
     loop {
-        attempts += 1;
+        made += 1;
         let result = cluster
             .call(
                 msg.clone(),
@@ -557,23 +996,35 @@ async fn handle_request(
                 rt.request_timeout,
             )
             .await;
-        let failure = match &result {
-            Ok(Some(reply)) => match reply.metadata().get_str("status") {
-                Some(s) if rt.retry.on_statuses.iter().any(|x| x == s) => AttemptFailure::Status(s),
-                _ => return (Some(index), outcome_of(result)),
-            },
-            Ok(None) => return (Some(index), Outcome::NoReply),
-            Err(CallError::Timeout(_)) => AttemptFailure::Timeout,
-            Err(CallError::Upstream(UpstreamError::Connect(..))) => AttemptFailure::ConnectFailure,
-            Err(_) => return (Some(index), outcome_of(result)),
+        let Some(failure) = retryable(rt, &result) else {
+            return outcome_of(result);
         };
-        match cluster.retry_permit(&rt.retry, failure, attempts) {
+        match cluster.retry_permit(&rt.retry, failure, made) {
             Some(permit) => {
-                tracing::debug!(cluster = %cluster.name, attempts, ?failure, "retrying");
+                tracing::debug!(cluster = %cluster.name, attempts = made, ?failure, "retrying");
                 _retry = Some(permit);
             }
-            None => return (Some(index), outcome_of(result)),
+            None => return outcome_of(result),
         }
+    }
+}
+
+/// Retries a request whose first attempt (on the fast path) failed with `first`, if the
+/// retry budget allows; otherwise answers with `first`.
+async fn retry_after(
+    rt: &ListenerRuntime,
+    cluster: &Cluster,
+    msg: Message,
+    hash: Option<u64>,
+    first: Result<Option<Message>, CallError>,
+) -> Outcome {
+    let permit = match retryable(rt, &first) {
+        Some(failure) => cluster.retry_permit(&rt.retry, failure, 1),
+        None => None,
+    };
+    match permit {
+        None => outcome_of(first),
+        Some(permit) => attempts(rt, cluster, msg, true, hash, 1, Some(permit)).await,
     }
 }
 

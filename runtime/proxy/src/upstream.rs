@@ -40,7 +40,40 @@ pub enum UpstreamError {
 pub(crate) struct Outbound {
     pub(crate) msg: Message,
     /// `None` for requests that get no reply (one-way).
-    pub(crate) reply: Option<oneshot::Sender<Result<Message, UpstreamError>>>,
+    pub(crate) reply: Option<ReplyTo>,
+}
+
+/// Where the reply to a request goes.
+pub(crate) enum ReplyTo {
+    /// A caller waiting for this one reply.
+    Once(oneshot::Sender<Result<Message, UpstreamError>>),
+    /// The completion queue of the downstream connection that sent the request, with the
+    /// request's token there: no channel per request.
+    Queue {
+        tx: mpsc::UnboundedSender<Completion>,
+        token: u64,
+    },
+}
+
+/// A reply (or failure) for the request with `token`, on a downstream connection's queue.
+pub(crate) struct Completion {
+    pub(crate) token: u64,
+    pub(crate) result: Result<Message, UpstreamError>,
+}
+
+impl ReplyTo {
+    /// Delivers the result; a receiver that is gone (the downstream closed, or stopped
+    /// waiting) is no error.
+    fn send(self, result: Result<Message, UpstreamError>) {
+        match self {
+            ReplyTo::Once(tx) => {
+                let _ = tx.send(result);
+            }
+            ReplyTo::Queue { tx, token } => {
+                let _ = tx.send(Completion { token, result });
+            }
+        }
+    }
 }
 
 /// A handle to a running upstream connection.
@@ -101,10 +134,20 @@ impl UpstreamConn {
         let (tx, rx) = oneshot::channel();
         self.send(Outbound {
             msg,
-            reply: Some(tx),
+            reply: Some(ReplyTo::Once(tx)),
         })
         .await?;
         Ok(Some(rx))
+    }
+
+    /// Queues a request without waiting; gives it back when the connection's queue is full
+    /// or the connection is gone.
+    // The request comes back by value; boxing it would cost an allocation per request.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn try_send(&self, out: Outbound) -> Result<(), Outbound> {
+        self.tx.try_send(out).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(out) | mpsc::error::TrySendError::Closed(out) => out,
+        })
     }
 
     /// Queues a request on this connection.
@@ -115,8 +158,6 @@ impl UpstreamConn {
             .map_err(|_| UpstreamError::Reset("connection closed".into()))
     }
 }
-
-type ReplyTo = oneshot::Sender<Result<Message, UpstreamError>>;
 
 struct ConnTask {
     codec: Box<dyn Codec>,
@@ -210,13 +251,13 @@ impl ConnTask {
             .chain(self.fifo.drain(..))
             .chain(self.single.take());
         for reply in waiting {
-            let _ = reply.send(Err(err.clone()));
+            reply.send(Err(err.clone()));
         }
         // Requests still queued fail too.
         rx.close();
         while let Ok(out) = rx.try_recv() {
             if let Some(reply) = out.reply {
-                let _ = reply.send(Err(err.clone()));
+                reply.send(Err(err.clone()));
             }
         }
     }
@@ -256,7 +297,7 @@ impl ConnTask {
                 (None, Correlation::Id(_)) => self.single.take(),
             };
             if let Some(r) = reply {
-                let _ = r.send(Err(UpstreamError::Encode(e.to_string())));
+                r.send(Err(UpstreamError::Encode(e.to_string())));
             }
         }
     }
@@ -299,9 +340,7 @@ impl ConnTask {
                 Correlation::Pipeline => self.fifo.pop_front(),
             };
             match reply_to {
-                Some(r) => {
-                    let _ = r.send(Ok(msg));
-                }
+                Some(r) => r.send(Ok(msg)),
                 None => tracing::warn!(correlation = ?msg.correlation(), "reply to no request"),
             }
         }
