@@ -343,3 +343,32 @@ async fn a_reply_the_codec_cannot_encode_closes_the_connection_instead_of_hangin
     assert!(answer.is_err(), "closed, not answered: {answer:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_downstream_connections_close_busy_ones_stay() -> Result {
+    let a = upstream("a").await?;
+    a.set_delay(Duration::from_millis(700));
+    let routes = "        - name: all\n          route: { cluster: a }\n";
+    let listener = "    idle_timeout: 400ms\n    request_timeout: 5s\n";
+    let proxy = Proxy::start(
+        config(routes, &cluster("a", &[&a], ""), listener)?,
+        builtin_codecs(),
+    )
+    .await?;
+    let addr = proxy.listener_addr("in").ok_or("listener")?;
+    let mut idle = Client::connect(addr).await?;
+    let mut busy = Client::connect(addr).await?;
+    // A request in flight for longer than the idle timeout is answered: waiting for a reply
+    // is not idleness.
+    assert_eq!(busy.call(1, 1).await?.body, "a");
+    a.set_delay(Duration::ZERO);
+    // Calls every 150 ms keep a connection open past several idle periods.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(busy.call(1, 1).await?.body, "a");
+    }
+    // The connection that sent nothing for all that time was closed.
+    let closed = tokio::time::timeout(Duration::from_secs(2), idle.read_answer()).await?;
+    assert!(closed.is_err(), "the idle connection is closed: {closed:?}");
+    Ok(())
+}
