@@ -14,6 +14,41 @@
 //!
 //! Hash policies fall back to weighted random for requests without a hash key. Unhealthy
 //! endpoints are skipped; with no healthy endpoint, `pick` returns `None`.
+//!
+//! ## Locality weights
+//!
+//! [`Balancer::with_locality_weights`] makes every pick two-step, as Envoy's locality-weighted
+//! load balancing does: first a locality (zone) by smooth weighted round robin over the
+//! localities' *effective* weights, then an endpoint inside it with the policy. A locality's
+//! effective weight is its weight scaled by its availability, with Envoy's overprovisioning
+//! factor of 1.4: `weight * min(100, 140 * healthy / endpoints)`. So a locality keeps its full
+//! share until fewer than about 72% of its endpoints are healthy, then loses share in
+//! proportion, and a locality with no healthy endpoint gets none: its share goes to the
+//! others. Endpoints without a locality, or in a locality without a weight, get no traffic.
+//! The consistent-hash policies ignore locality weights.
+//!
+//! ```
+//! use meta_protocol_runtime::lb::{Balancer, Endpoint, PickInput, Policy};
+//!
+//! let endpoint = |id: &str, zone: &str| Endpoint {
+//!     id: id.into(),
+//!     weight: 1,
+//!     healthy: true,
+//!     locality: Some(zone.into()),
+//! };
+//! let endpoints = vec![
+//!     endpoint("10.0.0.1:80", "zone-a"),
+//!     endpoint("10.0.0.2:80", "zone-a"),
+//!     endpoint("10.0.1.1:80", "zone-b"),
+//! ];
+//! let mut b = Balancer::new(Policy::RoundRobin, endpoints)
+//!     .with_locality_weights([("zone-a", 3), ("zone-b", 1)]);
+//! let mut to_b = 0;
+//! for _ in 0..400 {
+//!     to_b += usize::from(b.pick(PickInput::default()) == Some(2));
+//! }
+//! assert_eq!(to_b, 100, "zone-b's one endpoint gets a quarter, not a third");
+//! ```
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +78,8 @@ pub struct Endpoint {
     pub weight: u32,
     /// False while the endpoint is ejected or failing health checks.
     pub healthy: bool,
+    /// The endpoint's locality (zone); used only with [`Balancer::with_locality_weights`].
+    pub locality: Option<String>,
 }
 
 /// Per-request inputs to [`Balancer::pick`].
@@ -67,7 +104,27 @@ pub struct Balancer {
     ring: Vec<(u64, usize)>,
     /// Maglev lookup table of endpoint indices.
     table: Vec<usize>,
+    /// The weighted localities; empty when localities are not weighted.
+    localities: Vec<Locality>,
+    /// Per endpoint, its index in `localities` (`NO_LOCALITY` when it has none with a weight).
+    member: Vec<usize>,
 }
+
+/// One weighted locality.
+#[derive(Debug, Clone)]
+struct Locality {
+    /// The configured weight.
+    weight: u32,
+    /// The weight scaled by availability, recomputed when health changes.
+    effective: u64,
+    /// Smooth round robin's current weight.
+    current: i64,
+}
+
+/// Marks an endpoint outside every weighted locality.
+const NO_LOCALITY: usize = usize::MAX;
+/// Envoy's default overprovisioning factor, in percent.
+const OVERPROVISIONING_PERCENT: u64 = 140;
 
 /// Ring entries per unit of weight.
 const RING_POINTS_PER_WEIGHT: u64 = 64;
@@ -88,9 +145,43 @@ impl Balancer {
             endpoints,
             ring: Vec::new(),
             table: Vec::new(),
+            localities: Vec::new(),
+            member: Vec::new(),
         };
         b.rebuild();
         b
+    }
+
+    /// Weights localities: each pick chooses a locality first (see the module docs), then an
+    /// endpoint of it with the policy. `weights` maps locality names to weights; endpoints
+    /// whose locality is missing from it (or who have none) get no traffic. Consistent-hash
+    /// policies ignore this.
+    pub fn with_locality_weights<S: Into<String>>(
+        mut self,
+        weights: impl IntoIterator<Item = (S, u32)>,
+    ) -> Self {
+        let mut names: Vec<String> = Vec::new();
+        self.localities.clear();
+        for (name, weight) in weights {
+            names.push(name.into());
+            self.localities.push(Locality {
+                weight,
+                effective: 0,
+                current: 0,
+            });
+        }
+        self.member = self
+            .endpoints
+            .iter()
+            .map(|e| {
+                e.locality
+                    .as_deref()
+                    .and_then(|l| names.iter().position(|n| n == l))
+                    .unwrap_or(NO_LOCALITY)
+            })
+            .collect();
+        self.rebuild();
+        self
     }
 
     /// The endpoints.
@@ -115,31 +206,81 @@ impl Balancer {
             Policy::Maglev => self.table = self.build_maglev(),
             _ => {}
         }
+        if !self.localities.is_empty() {
+            self.weigh_localities();
+        }
     }
 
-    /// The endpoint index for one request; `None` when no endpoint is healthy.
+    /// Envoy's effective locality weight: `weight * min(100, 140 * healthy / endpoints)`.
+    fn weigh_localities(&mut self) {
+        let mut counts = vec![(0u64, 0u64); self.localities.len()];
+        for (e, &l) in self.endpoints.iter().zip(&self.member) {
+            if let Some((healthy, total)) = counts.get_mut(l) {
+                *healthy += u64::from(e.healthy);
+                *total += 1;
+            }
+        }
+        for (loc, (healthy, total)) in self.localities.iter_mut().zip(counts) {
+            let availability = (OVERPROVISIONING_PERCENT * healthy / total.max(1)).min(100);
+            loc.effective = u64::from(loc.weight) * availability;
+            if loc.effective == 0 {
+                loc.current = 0;
+            }
+        }
+    }
+
+    /// The endpoint index for one request; `None` when no endpoint is healthy (or, with
+    /// locality weights, no locality with a weight has a healthy endpoint).
     pub fn pick(&mut self, input: PickInput<'_>) -> Option<usize> {
         if !self.endpoints.iter().any(|e| e.healthy) {
             return None;
         }
+        let hashing = matches!(self.policy, Policy::RingHash | Policy::Maglev);
+        let scope = if self.localities.is_empty() || hashing {
+            None
+        } else {
+            Some(self.pick_locality()?)
+        };
         match (self.policy, input.hash) {
-            (Policy::RoundRobin, _) => self.round_robin(),
-            (Policy::Random, _) => self.weighted_random(input.random),
-            (Policy::LeastRequest, _) => self.least_request(input),
+            (Policy::RoundRobin, _) => self.round_robin(scope),
+            (Policy::Random, _) => self.weighted_random(input.random, scope),
+            (Policy::LeastRequest, _) => self.least_request(input, scope),
             (Policy::RingHash, Some(h)) => self.ring_lookup(h),
             (Policy::Maglev, Some(h)) => self
                 .table
                 .get(h as usize % self.table.len().max(1))
                 .copied(),
-            (Policy::RingHash | Policy::Maglev, None) => self.weighted_random(input.random),
+            (Policy::RingHash | Policy::Maglev, None) => self.weighted_random(input.random, None),
         }
     }
 
-    fn round_robin(&mut self) -> Option<usize> {
+    /// Smooth weighted round robin over the localities' effective weights.
+    fn pick_locality(&mut self) -> Option<usize> {
+        let mut total = 0i64;
+        let mut best: Option<usize> = None;
+        for i in 0..self.localities.len() {
+            let effective = self.localities[i].effective;
+            if effective == 0 {
+                continue;
+            }
+            // At most u32::MAX * 100: fits.
+            let w = i64::try_from(effective).unwrap_or(i64::MAX / 4);
+            self.localities[i].current += w;
+            total += w;
+            if best.is_none_or(|b| self.localities[i].current > self.localities[b].current) {
+                best = Some(i);
+            }
+        }
+        let b = best?;
+        self.localities[b].current -= total;
+        Some(b)
+    }
+
+    fn round_robin(&mut self, scope: Option<usize>) -> Option<usize> {
         let mut total = 0i64;
         let mut best: Option<usize> = None;
         for (i, e) in self.endpoints.iter().enumerate() {
-            if !e.healthy {
+            if !e.healthy || !in_scope(&self.member, i, scope) {
                 continue;
             }
             let w = i64::from(e.weight);
@@ -154,10 +295,10 @@ impl Balancer {
         Some(b)
     }
 
-    fn weighted_random(&self, random: u64) -> Option<usize> {
-        let total: u64 = self.healthy().map(|(_, e)| u64::from(e.weight)).sum();
+    fn weighted_random(&self, random: u64, scope: Option<usize>) -> Option<usize> {
+        let total: u64 = self.eligible(scope).map(|(_, e)| u64::from(e.weight)).sum();
         let mut point = random % total.max(1);
-        for (i, e) in self.healthy() {
+        for (i, e) in self.eligible(scope) {
             let w = u64::from(e.weight);
             if point < w {
                 return Some(i);
@@ -167,9 +308,10 @@ impl Balancer {
         None
     }
 
-    fn least_request(&self, input: PickInput<'_>) -> Option<usize> {
-        let a = self.weighted_random(input.random)?;
-        let b = self.weighted_random(input.random.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15)?;
+    fn least_request(&self, input: PickInput<'_>, scope: Option<usize>) -> Option<usize> {
+        let a = self.weighted_random(input.random, scope)?;
+        let b =
+            self.weighted_random(input.random.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15, scope)?;
         let load = |i: usize| {
             let active = u64::from(input.active.get(i).copied().unwrap_or(0));
             // active / weight, compared without division.
@@ -181,6 +323,12 @@ impl Balancer {
 
     fn healthy(&self) -> impl Iterator<Item = (usize, &Endpoint)> {
         self.endpoints.iter().enumerate().filter(|(_, e)| e.healthy)
+    }
+
+    /// Healthy endpoints in locality `scope` (all healthy ones for `None`).
+    fn eligible(&self, scope: Option<usize>) -> impl Iterator<Item = (usize, &Endpoint)> {
+        self.healthy()
+            .filter(move |(i, _)| in_scope(&self.member, *i, scope))
     }
 
     fn build_ring(&self) -> Vec<(u64, usize)> {
@@ -244,6 +392,11 @@ impl Balancer {
     }
 }
 
+/// Whether endpoint `i` belongs to locality `scope` (every endpoint does for `None`).
+fn in_scope(member: &[usize], i: usize, scope: Option<usize>) -> bool {
+    scope.is_none_or(|l| member.get(i) == Some(&l))
+}
+
 /// FNV-1a of `bytes` then the 8 bytes of `n`, finished with a 64-bit mixer so that nearby
 /// inputs land far apart.
 fn hash_parts(bytes: &[u8], n: u64) -> u64 {
@@ -262,6 +415,8 @@ fn hash_parts(bytes: &[u8], n: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn endpoints(weights: &[u32]) -> Vec<Endpoint> {
@@ -272,6 +427,7 @@ mod tests {
                 id: format!("10.0.0.{i}:9000"),
                 weight: *w,
                 healthy: true,
+                locality: None,
             })
             .collect()
     }
@@ -405,6 +561,183 @@ mod tests {
             });
             let share = c[0] as f64 / 8000.0;
             assert!((0.68..0.82).contains(&share), "{policy:?}: {c:?}");
+        }
+    }
+
+    // === locality weights ===
+
+    /// Endpoints `(zone, weight)`, ids `10.0.<n>.<i>:9000`.
+    fn zoned(zones: &[(&str, u32)]) -> Vec<Endpoint> {
+        zones
+            .iter()
+            .enumerate()
+            .map(|(i, (zone, w))| Endpoint {
+                id: format!("10.0.{}.{i}:9000", zone.len()),
+                weight: *w,
+                healthy: true,
+                locality: Some((*zone).to_owned()),
+            })
+            .collect()
+    }
+
+    const NON_HASH: [Policy; 3] = [Policy::RoundRobin, Policy::Random, Policy::LeastRequest];
+
+    /// Picks per locality name over `n` requests.
+    fn zone_counts(b: &mut Balancer, n: u64) -> BTreeMap<String, u64> {
+        let mut c = BTreeMap::new();
+        for i in 0..n {
+            let p = b
+                .pick(PickInput {
+                    random: mix(i),
+                    hash: None,
+                    active: &[],
+                })
+                .expect("healthy");
+            let zone = b.endpoints()[p].locality.clone().expect("zoned");
+            *c.entry(zone).or_insert(0) += 1;
+        }
+        c
+    }
+
+    fn share(c: &BTreeMap<String, u64>, zone: &str) -> f64 {
+        let total: u64 = c.values().sum();
+        c.get(zone).copied().unwrap_or(0) as f64 / total as f64
+    }
+
+    #[test]
+    fn locality_weights_split_traffic_whatever_the_endpoint_counts() {
+        // Three endpoints in zone-a, one (heavier) in zone-b: without locality weights
+        // zone-b would get 2/5; with them it gets 20%.
+        let eps = zoned(&[("zone-a", 1), ("zone-a", 1), ("zone-a", 1), ("zone-b", 2)]);
+        for policy in NON_HASH {
+            let mut b = Balancer::new(policy, eps.clone())
+                .with_locality_weights([("zone-a", 80), ("zone-b", 20)]);
+            let mut per_endpoint = [0u64; 4];
+            for i in 0..10_000 {
+                let p = b
+                    .pick(PickInput {
+                        random: mix(i),
+                        hash: None,
+                        active: &[],
+                    })
+                    .expect("healthy");
+                per_endpoint[p] += 1;
+            }
+            let a = per_endpoint[..3].iter().sum::<u64>() as f64 / 10_000.0;
+            assert!((0.78..=0.82).contains(&a), "{policy:?}: {per_endpoint:?}");
+            // Inside zone-a the policy spreads evenly.
+            for n in &per_endpoint[..3] {
+                assert!((2400..=2940).contains(n), "{policy:?}: {per_endpoint:?}");
+            }
+        }
+        // Round robin over localities is exact.
+        let mut b = Balancer::new(Policy::RoundRobin, eps)
+            .with_locality_weights([("zone-a", 80), ("zone-b", 20)]);
+        let c = zone_counts(&mut b, 1000);
+        assert_eq!(c["zone-a"], 800);
+        assert_eq!(c["zone-b"], 200);
+    }
+
+    #[test]
+    fn an_unhealthy_locality_gives_its_share_to_the_others() {
+        let eps = zoned(&[("a", 1), ("a", 1), ("b", 1), ("b", 1), ("c", 1)]);
+        for policy in NON_HASH {
+            let mut b = Balancer::new(policy, eps.clone()).with_locality_weights([
+                ("a", 50),
+                ("b", 30),
+                ("c", 20),
+            ]);
+            b.set_healthy(2, false);
+            b.set_healthy(3, false);
+            let c = zone_counts(&mut b, 7000);
+            assert!(!c.contains_key("b"), "{policy:?}: {c:?}");
+            // a and c keep their ratio: 50/70 and 20/70.
+            let a = share(&c, "a");
+            assert!((0.69..=0.74).contains(&a), "{policy:?}: {c:?}");
+
+            // Back in service, b gets its share again.
+            b.set_healthy(2, true);
+            b.set_healthy(3, true);
+            let c = zone_counts(&mut b, 10_000);
+            assert!((0.28..=0.32).contains(&share(&c, "b")), "{policy:?}: {c:?}");
+
+            // No weighted locality with a healthy endpoint: nothing to pick.
+            for i in 0..5 {
+                b.set_healthy(i, false);
+            }
+            assert_eq!(b.pick(PickInput::default()), None, "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn partial_health_scales_a_locality_with_envoys_overprovisioning_factor() {
+        // Envoy's documented example: X weight 1, Y weight 2, Y fully healthy. X keeps its third
+        // down to 72% healthy; at 50% it is 1 * 70 against 2 * 100 (26%); at 20%, 28 / 228.
+        let mut zones = vec![("x", 1); 10];
+        zones.extend([("y", 1); 10]);
+        let mut b = Balancer::new(Policy::RoundRobin, zoned(&zones))
+            .with_locality_weights([("x", 1), ("y", 2)]);
+        for (healthy_in_x, x_percent) in [(10, 33), (8, 33), (5, 26), (2, 12), (0, 0)] {
+            for i in 0..10 {
+                b.set_healthy(i, i < healthy_in_x);
+            }
+            let c = zone_counts(&mut b, 10_000);
+            let x = (share(&c, "x") * 100.0).round() as u64;
+            assert_eq!(x, x_percent, "{healthy_in_x}/10 healthy in x: {c:?}");
+        }
+    }
+
+    #[test]
+    fn a_single_locality_behaves_like_no_locality_weights() {
+        let eps = zoned(&[("a", 5), ("a", 1), ("a", 1)]);
+        for policy in NON_HASH {
+            let mut plain = Balancer::new(policy, eps.clone());
+            let mut zoned = Balancer::new(policy, eps.clone()).with_locality_weights([("a", 7)]);
+            for b in [&mut plain, &mut zoned] {
+                b.set_healthy(1, false);
+                b.set_healthy(1, true);
+            }
+            let active = [3u32, 0, 1];
+            for i in 0..1000 {
+                let input = PickInput {
+                    random: mix(i),
+                    hash: None,
+                    active: &active,
+                };
+                assert_eq!(plain.pick(input), zoned.pick(input), "{policy:?} pick {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn endpoints_outside_weighted_localities_get_nothing() {
+        let mut eps = zoned(&[("a", 1), ("b", 1)]);
+        eps.push(Endpoint {
+            locality: None,
+            ..eps[0].clone()
+        });
+        let mut b = Balancer::new(Policy::RoundRobin, eps).with_locality_weights([("a", 1)]);
+        let c = counts(&mut b, 100, |_| PickInput::default());
+        assert_eq!(c, vec![100, 0, 0]);
+        b.set_healthy(0, false);
+        assert_eq!(b.pick(PickInput::default()), None);
+    }
+
+    #[test]
+    fn consistent_hashing_ignores_locality_weights() {
+        let eps = zoned(&[("a", 1), ("a", 1), ("b", 1)]);
+        for policy in [Policy::RingHash, Policy::Maglev] {
+            let mut plain = Balancer::new(policy, eps.clone());
+            let mut zoned =
+                Balancer::new(policy, eps.clone()).with_locality_weights([("a", 1), ("b", 99)]);
+            for i in 0..500 {
+                let input = PickInput {
+                    random: mix(i),
+                    hash: Some(mix(i + 7)),
+                    active: &[],
+                };
+                assert_eq!(plain.pick(input), zoned.pick(input), "{policy:?}");
+            }
         }
     }
 }

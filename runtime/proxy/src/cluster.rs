@@ -190,12 +190,22 @@ impl Cluster {
                 id: e.address.clone(),
                 weight: e.weight,
                 healthy: true,
+                locality: e.locality.clone(),
             })
             .collect();
+        let mut balancer = Balancer::new(config.lb_policy, lb_endpoints);
+        if !config.locality_weights.is_empty() {
+            balancer = balancer.with_locality_weights(
+                config
+                    .locality_weights
+                    .iter()
+                    .map(|(l, w)| (l.as_str(), *w)),
+            );
+        }
         Cluster {
             name: config.name.clone(),
             core: Mutex::new(Core {
-                balancer: Balancer::new(config.lb_policy, lb_endpoints),
+                balancer,
                 breaker: Breaker::new(config.circuit_breakers),
                 outlier: config
                     .outlier_detection

@@ -100,6 +100,10 @@ pub struct ClusterConfig {
     /// How requests are spread over the endpoints.
     #[serde(default)]
     pub lb_policy: Policy,
+    /// Locality (zone) weights: each request picks a locality by weight first, then an
+    /// endpoint of it with `lb_policy`. Empty: localities are not weighted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locality_weights: BTreeMap<String, u32>,
     /// Connection attempts fail after this long.
     #[serde(default = "default_connect_timeout", with = "duration")]
     pub connect_timeout: Duration,
@@ -126,7 +130,7 @@ pub struct EndpointConfig {
     /// Relative weight (default 1).
     #[serde(default = "one")]
     pub weight: u32,
-    /// Locality (zone) label, reported in stats.
+    /// Locality (zone) label; required when the cluster sets `locality_weights`.
     #[serde(default)]
     pub locality: Option<String>,
 }
@@ -259,6 +263,7 @@ impl Config {
                     ));
                 }
             }
+            validate_localities(c, &at)?;
             if c.pool.connections_per_endpoint == 0 {
                 return Err(ConfigError::at(
                     at("pool.connections_per_endpoint"),
@@ -303,6 +308,69 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Locality weights need a balancing policy that can honour them, a positive total, and every
+/// endpoint in exactly one weighted locality, each of which has an endpoint.
+fn validate_localities(c: &ClusterConfig, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    let weights = &c.locality_weights;
+    if weights.is_empty() {
+        return Ok(());
+    }
+    if matches!(c.lb_policy, Policy::RingHash | Policy::Maglev) {
+        return Err(ConfigError::at(
+            at("locality_weights"),
+            "cannot be used with lb_policy `ring_hash` or `maglev` (consistent hashing does \
+             not weight localities); use round_robin, random or least_request",
+        ));
+    }
+    if weights.values().all(|w| *w == 0) {
+        return Err(ConfigError::at(
+            at("locality_weights"),
+            "the total weight is zero; at least one locality needs a positive weight",
+        ));
+    }
+    if weights
+        .values()
+        .try_fold(0u32, |sum, w| sum.checked_add(*w))
+        .is_none()
+    {
+        return Err(ConfigError::at(
+            at("locality_weights"),
+            "the weights add up to more than 4294967295",
+        ));
+    }
+    for (j, e) in c.endpoints.iter().enumerate() {
+        let key = at(&format!("endpoints[{j}].locality"));
+        match &e.locality {
+            None => {
+                return Err(ConfigError::at(
+                    key,
+                    "is required when the cluster sets locality_weights",
+                ));
+            }
+            Some(l) if !weights.contains_key(l) => {
+                return Err(ConfigError::at(
+                    key,
+                    format!("`{l}` has no weight in locality_weights"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for name in weights.keys() {
+        if !c
+            .endpoints
+            .iter()
+            .any(|e| e.locality.as_ref() == Some(name))
+        {
+            return Err(ConfigError::at(
+                at(&format!("locality_weights.{name}")),
+                format!("no endpoint has locality `{name}`"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_addr(path: &str, s: &str) -> Result<SocketAddr, ConfigError> {
@@ -386,5 +454,86 @@ clusters:
 
         let e = error(&format!("{GOOD}    connect_timeout: 5 seconds\n"));
         assert!(e.starts_with("clusters[0].connect_timeout"), "{e}");
+    }
+
+    const ZONED: &str = r#"
+listeners:
+  - name: in
+    address: 127.0.0.1:7000
+    codec: { name: minirpc }
+    route_config:
+      name: r
+      routes:
+        - name: all
+          route: { cluster: backend }
+clusters:
+  - name: backend
+    locality_weights: { zone-a: 80, zone-b: 20 }
+    endpoints:
+      - { address: 127.0.0.1:7001, locality: zone-a }
+      - { address: 127.0.0.1:7002, locality: zone-a }
+      - { address: 127.0.0.1:7003, locality: zone-b }
+"#;
+
+    #[test]
+    fn locality_weights_load_and_errors_name_the_key() {
+        let c = Config::parse(ZONED, &registry()).expect("valid");
+        assert_eq!(
+            c.clusters[0].locality_weights,
+            BTreeMap::from([("zone-a".to_owned(), 80), ("zone-b".to_owned(), 20)])
+        );
+        let with_policy = |p: &str| {
+            ZONED.replace(
+                "    locality_weights:",
+                &format!("    lb_policy: {p}\n    locality_weights:"),
+            )
+        };
+        for p in ["round_robin", "random", "least_request"] {
+            Config::parse(&with_policy(p), &registry()).expect(p);
+        }
+        for p in ["ring_hash", "maglev"] {
+            let e = error(&with_policy(p));
+            assert!(
+                e.starts_with("clusters[0].locality_weights: cannot be used with lb_policy"),
+                "{e}"
+            );
+        }
+
+        let e = error(&ZONED.replace("zone-b: 20 }", "zone-b: 20, zone-c: 5 }"));
+        assert_eq!(
+            e,
+            "clusters[0].locality_weights.zone-c: no endpoint has locality `zone-c`"
+        );
+
+        let e = error(&ZONED.replace("zone-a: 80, zone-b: 20", "zone-a: 0, zone-b: 0"));
+        assert_eq!(
+            e,
+            "clusters[0].locality_weights: the total weight is zero; at least one locality needs a positive weight"
+        );
+        // One zero weight is fine: that locality is drained.
+        Config::parse(&ZONED.replace("zone-b: 20", "zone-b: 0"), &registry()).expect("drained");
+
+        let e = error(&ZONED.replace("7003, locality: zone-b", "7003, locality: zone-x"));
+        assert_eq!(
+            e,
+            "clusters[0].endpoints[2].locality: `zone-x` has no weight in locality_weights"
+        );
+
+        let e = error(&ZONED.replace("7002, locality: zone-a", "7002"));
+        assert_eq!(
+            e,
+            "clusters[0].endpoints[1].locality: is required when the cluster sets locality_weights"
+        );
+
+        let e = error(&ZONED.replace("zone-b: 20", "zone-b: -1"));
+        assert!(e.starts_with("clusters[0].locality_weights"), "{e}");
+
+        let e = error(&ZONED.replace("zone-a: 80", "zone-a: 4294967295"));
+        assert!(e.contains("add up to more than"), "{e}");
+
+        // Locality labels alone (no weights) are accepted as before.
+        let plain = ZONED.replace("    locality_weights: { zone-a: 80, zone-b: 20 }\n", "");
+        let c = Config::parse(&plain, &registry()).expect("labels only");
+        assert!(c.clusters[0].locality_weights.is_empty());
     }
 }
