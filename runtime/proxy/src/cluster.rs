@@ -65,9 +65,9 @@ pub(crate) enum Dispatch {
     Sent(usize),
     /// Answered locally with this error.
     Failed(CallError),
-    /// Not sent: the endpoint's connection is not open yet or its queue is full; the waiting
-    /// path takes the message.
-    Slow(Message),
+    /// Not sent: the connection of the chosen endpoint `.1` is not open yet or its queue is
+    /// full; the waiting path ([`Cluster::call_picked`]) takes the message and the attempt.
+    Slow(Message, usize),
 }
 
 /// Why a call to a cluster produced no reply.
@@ -402,6 +402,18 @@ impl Cluster {
         timeout: Duration,
     ) -> Result<Option<Message>, CallError> {
         let i = self.begin(hash, random)?;
+        self.call_picked(i, msg, expects_reply, timeout).await
+    }
+
+    /// [`Cluster::call`] on endpoint `i`, already picked by [`Cluster::try_dispatch`]
+    /// (which started the attempt).
+    pub(crate) async fn call_picked(
+        &self,
+        i: usize,
+        msg: Message,
+        expects_reply: bool,
+        timeout: Duration,
+    ) -> Result<Option<Message>, CallError> {
         self.stats.requests.inc();
         // Ends the attempt even if this future is dropped half way.
         let mut attempt = AttemptGuard {
@@ -476,8 +488,8 @@ impl Cluster {
             .filter(|c| c.is_open())
             .cloned();
         let Some(conn) = conn else {
-            self.undo(i);
-            return Dispatch::Slow(msg);
+            // The attempt stays on the endpoint the balancer chose.
+            return Dispatch::Slow(msg, i);
         };
         match conn.try_send(Outbound { msg, reply }) {
             Ok(()) if expects => {
@@ -489,17 +501,8 @@ impl Cluster {
                 self.end(i, Attempt::Sent);
                 Dispatch::Sent(i)
             }
-            Err(out) => {
-                self.undo(i);
-                Dispatch::Slow(out.msg)
-            }
+            Err(out) => Dispatch::Slow(out.msg, i),
         }
-    }
-
-    /// Takes back a `begin` whose request was never sent.
-    fn undo(&self, i: usize) {
-        self.endpoints[i].active.fetch_sub(1, Ordering::Relaxed);
-        self.core().breaker.release(Resource::Request);
     }
 
     async fn call_endpoint(

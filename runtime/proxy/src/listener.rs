@@ -513,14 +513,16 @@ impl Downstream<'_> {
                 let outcome = Outcome::Local(kind, detail);
                 self.finish_local(expects, seq, ctx, rt, Some(index), outcome)
             }
-            Dispatch::Slow(msg) => {
+            Dispatch::Slow(msg, endpoint) => {
                 if let Some(t) = token {
                     self.pending.remove(t);
                 }
                 let tx = self.done_sender();
                 let rt = rt.clone();
                 tokio::spawn(async move {
-                    let outcome = attempts(&rt, &cluster, msg, expects, hash, 0, None).await;
+                    let picked = Some(endpoint);
+                    let outcome =
+                        attempts(&rt, &cluster, msg, expects, hash, picked, 0, None).await;
                     if expects {
                         let route_index = Some(index);
                         let _ = tx.send(Done {
@@ -975,27 +977,31 @@ fn retryable<'r>(
 }
 
 /// Calls the cluster until an attempt succeeds or the retry policy (and its budget) allows
-/// no more; `made` attempts were made before.
+/// no more; `made` attempts were made before. The first attempt goes to `picked` when an
+/// endpoint was chosen already.
+#[allow(clippy::too_many_arguments)]
 async fn attempts(
     rt: &ListenerRuntime,
     cluster: &Cluster,
     msg: Message,
     expects: bool,
     hash: Option<u64>,
+    mut picked: Option<usize>,
     mut made: u32,
     mut _retry: Option<Permit<'_>>,
 ) -> Outcome {
     loop {
         made += 1;
-        let result = cluster
-            .call(
-                msg.clone(),
-                expects,
-                hash,
-                fastrand::u64(..),
-                rt.request_timeout,
-            )
-            .await;
+        let timeout = rt.request_timeout;
+        let result = match picked.take() {
+            Some(i) => cluster.call_picked(i, msg.clone(), expects, timeout).await,
+            None => {
+                let random = fastrand::u64(..);
+                cluster
+                    .call(msg.clone(), expects, hash, random, timeout)
+                    .await
+            }
+        };
         let Some(failure) = retryable(rt, &result) else {
             return outcome_of(result);
         };
@@ -1024,7 +1030,7 @@ async fn retry_after(
     };
     match permit {
         None => outcome_of(first),
-        Some(permit) => attempts(rt, cluster, msg, true, hash, 1, Some(permit)).await,
+        Some(permit) => attempts(rt, cluster, msg, true, hash, None, 1, Some(permit)).await,
     }
 }
 
