@@ -53,9 +53,10 @@
 //! [`MessageKind::StreamData`] (data and feedback frames), correlation = `stream_id`. A stream
 //! is opened by an ordinary request whose `RpcMeta` carries `stream_settings`; that request
 //! and its response are plain [`MessageKind::Request`] / [`MessageKind::Response`], because
-//! they are answered like any call. Stream frames accept a rewritten correlation (the
-//! `stream_id`) but no metadata mutation. Stream ids are connection-scoped, so a host must
-//! pin a connection that uses streaming to one upstream.
+//! they are answered like any call; its metadata has `pin: true`. Stream frames accept a
+//! rewritten correlation (the `stream_id`) but no metadata mutation. Stream ids are
+//! connection-scoped, so a host must pin a connection that uses streaming to one upstream
+//! (the proxy does, on `pin`).
 //!
 //! ## Metadata
 //!
@@ -75,6 +76,7 @@
 //! | `correlation_id` | `RpcMeta.correlation_id` (4) | always (0 when absent) | unsigned decimal, equal to the [`Correlation::Id`] |
 //! | `attachment_size` | `RpcMeta.attachment_size` (5) | always (0 when absent) | signed decimal |
 //! | *any other key* | one `RpcMeta.user_fields` (9) entry | when present | the entry's value |
+//! | `pin` | `RpcMeta.stream_settings` (8) present | requests that open a stream | `true` (read only) |
 //! | `stream_id`, `source_stream_id`, `frame_type` | `StreamFrameMeta` 1, 2, 3 | `STRM` frames only | decimal |
 //!
 //! The `int64` ids are shown unsigned because bRPC's C++ API exposes them as `uint64_t`
@@ -206,6 +208,10 @@ pub mod keys {
     pub const SOURCE_STREAM_ID: &str = "source_stream_id";
     /// `StreamFrameMeta.frame_type` (stream frames only).
     pub const FRAME_TYPE: &str = "frame_type";
+    /// `"true"` on a request whose `RpcMeta` carries `stream_settings` (8): it opens a stream,
+    /// so the connection is stateful from then on (the proxy pins it to one upstream
+    /// connection).
+    pub const PIN: &str = "pin";
 
     /// Keys of `RpcRequestMeta` fields.
     pub const REQUEST_KEYS: [&str; 8] = [
@@ -226,7 +232,10 @@ pub mod keys {
     /// True for the keys that name an `RpcMeta` field; every other key is a `user_fields`
     /// entry.
     pub fn is_fixed(key: &str) -> bool {
-        REQUEST_KEYS.contains(&key) || RESPONSE_KEYS.contains(&key) || COMMON_KEYS.contains(&key)
+        REQUEST_KEYS.contains(&key)
+            || RESPONSE_KEYS.contains(&key)
+            || COMMON_KEYS.contains(&key)
+            || key == PIN
     }
 
     pub(crate) fn is_request_only(key: &str) -> bool {

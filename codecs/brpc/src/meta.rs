@@ -19,6 +19,7 @@ const META_RESPONSE: u32 = 2;
 const META_COMPRESS_TYPE: u32 = 3;
 const META_CORRELATION_ID: u32 = 4;
 const META_ATTACHMENT_SIZE: u32 = 5;
+const META_STREAM_SETTINGS: u32 = 8;
 const META_USER_FIELDS: u32 = 9;
 
 const REQ_SERVICE: u32 = 1;
@@ -72,6 +73,8 @@ pub(crate) struct RpcMetaView {
     pub(crate) correlation_id: Option<u64>,
     pub(crate) attachment_size: Option<i32>,
     pub(crate) user_fields: usize,
+    /// The meta carries `stream_settings`: the call opens a stream.
+    pub(crate) stream_settings: bool,
 }
 
 impl RpcMetaView {
@@ -136,6 +139,7 @@ pub(crate) fn parse_rpc_meta(buf: &[u8], range: Range<usize>) -> Result<RpcMetaV
             (META_COMPRESS_TYPE, Value::Varint(v)) => view.compress_type = Some(*v as i32),
             (META_CORRELATION_ID, Value::Varint(v)) => view.correlation_id = Some(*v),
             (META_ATTACHMENT_SIZE, Value::Varint(v)) => view.attachment_size = Some(*v as i32),
+            (META_STREAM_SETTINGS, Value::Len(_)) => view.stream_settings = true,
             (META_USER_FIELDS, Value::Len(r)) => {
                 // Validated here so that the second pass cannot fail.
                 map_entry(buf, r.clone())?;
@@ -224,6 +228,10 @@ pub(crate) fn rpc_metadata(
         record_str(md, keys::REQUEST_ID, &req.request_id)?;
         if let Some(t) = req.timeout_ms {
             md.append_int(keys::TIMEOUT_MS, t.into());
+        }
+        if view.stream_settings {
+            // A call that opens a stream: the stream's frames follow on this connection.
+            md.append_static(keys::PIN, "true");
         }
     } else {
         let resp = view.response.clone().unwrap_or_default();
@@ -338,6 +346,12 @@ pub(crate) fn write_rpc_meta(
         .map_err(|p| EncodeError::Invalid(p.reason()))?;
     let is_request = view.is_request();
 
+    if md.get(keys::PIN) != original.get(keys::PIN) {
+        return Err(EncodeError::UnsupportedMutation {
+            key: keys::PIN.to_owned(),
+            reason: Cow::Borrowed("it says whether the call opens a stream; it cannot be set"),
+        });
+    }
     // Removed fixed keys, and fixed keys that do not belong to this kind of message.
     for (k, _) in original.iter() {
         if keys::is_fixed(k) && !md.contains(k) {

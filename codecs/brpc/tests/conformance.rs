@@ -406,6 +406,8 @@ proptest! {
         prop_assert_eq!((d, a), (data, att));
         // ... and the codec reads back what prost reads.
         let again = decode_one(&out);
+        // The frame carries stream settings: the codec marks the call as opening a stream.
+        want.insert("pin".to_owned(), "true".to_owned());
         prop_assert_eq!(as_map(&again), want);
         prop_assert_eq!(again.correlation(), Correlation::Id(new_id));
         // Unknown fields, top-level and nested, are intact.

@@ -343,11 +343,15 @@ async fn serve(
             },
             () = fire(&mut d.timer) => d.on_timer(),
             frame = recv(&mut d.out_of_band) => match frame {
-                // Pushes and pub/sub messages of the pinned session, as they come.
-                Some(frame) => emit(&mut *d.codec, &mut d.reorder, &mut d.wbuf, None, &frame),
+                // Pushes, pub/sub messages and stream frames of the pinned session, as they
+                // come; they count as activity for the idle timeout.
+                Some(frame) => {
+                    d.replied = true;
+                    emit(&mut *d.codec, &mut d.reorder, &mut d.wbuf, None, &frame)
+                }
                 None => Err("the pinned upstream connection closed".to_owned()),
             },
-            () = fire(&mut d.idle_timer), if reading && d.pinned.is_none() => {
+            () = fire(&mut d.idle_timer), if reading => {
                 let now = Instant::now();
                 if std::mem::take(&mut d.replied) {
                     d.last_activity = d.last_activity.max(now);
@@ -438,24 +442,16 @@ impl Downstream<'_> {
                     self.dispatch(rt, msg, expects, seq)
                 }
             }
+            MessageKind::StreamInit | MessageKind::StreamData | MessageKind::StreamClose => {
+                // Stream frames get no reply of their own: they go, in order, on the pinned
+                // upstream connection (opened now when the stream's first frame arrives
+                // without a call having pinned the connection); the upstream's stream frames
+                // come back out of band.
+                self.send_pinned(rt, msg, false, None).await
+            }
             kind => {
-                // Streams are not routed yet; say so rather than drop silently.
-                tracing::warn!(?kind, "unsupported message kind from downstream");
-                if kind != MessageKind::StreamInit {
-                    return Ok(());
-                }
-                let seq = ordered.then(|| self.reorder.request());
-                self.in_flight += 1;
-                self.on_done(Done {
-                    seq,
-                    ctx: msg.context(),
-                    route: None,
-                    route_index: None,
-                    outcome: Outcome::Local(
-                        ErrorKind::BadRequest,
-                        "streams are not supported by this proxy yet".into(),
-                    ),
-                })
+                tracing::warn!(?kind, "a reply kind from the downstream is dropped");
+                Ok(())
             }
         }
     }
