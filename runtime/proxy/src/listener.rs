@@ -175,18 +175,39 @@ impl Drop for Pending {
     }
 }
 
+/// Something with a deadline, kept in a [`PendingTable`].
+trait Deadline {
+    fn deadline(&self) -> Instant;
+}
+
+impl Deadline for Pending {
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
 /// Requests in flight on the fast path, by token (slot index and a generation, so that a
 /// late reply to a slot reused since is recognised and dropped).
-#[derive(Default)]
-struct PendingTable {
-    slots: Vec<(u32, Option<Pending>)>,
+struct PendingTable<T> {
+    slots: Vec<(u32, Option<T>)>,
     free: Vec<u32>,
-    /// Tokens in the order they were sent: the oldest one's deadline comes first.
+    /// Tokens in the order they were sent: the oldest one's deadline comes first. Finished
+    /// tokens leave from the front as soon as everything older has finished.
     order: VecDeque<u64>,
 }
 
-impl PendingTable {
-    fn insert(&mut self, p: Pending) -> u64 {
+impl<T> Default for PendingTable<T> {
+    fn default() -> Self {
+        PendingTable {
+            slots: Vec::new(),
+            free: Vec::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<T: Deadline> PendingTable<T> {
+    fn insert(&mut self, p: T) -> u64 {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -202,7 +223,7 @@ impl PendingTable {
         token
     }
 
-    fn remove(&mut self, token: u64) -> Option<Pending> {
+    fn remove(&mut self, token: u64) -> Option<T> {
         let index = (token & u64::from(u32::MAX)) as usize;
         let slot = self.slots.get_mut(index)?;
         if u64::from(slot.0) != token >> 32 {
@@ -210,10 +231,11 @@ impl PendingTable {
         }
         let p = slot.1.take()?;
         self.free.push(index as u32);
+        self.trim();
         Some(p)
     }
 
-    fn get_mut(&mut self, token: u64) -> Option<&mut Pending> {
+    fn get_mut(&mut self, token: u64) -> Option<&mut T> {
         let slot = self.slots.get_mut((token & u64::from(u32::MAX)) as usize)?;
         if u64::from(slot.0) != token >> 32 {
             return None;
@@ -221,24 +243,28 @@ impl PendingTable {
         slot.1.as_mut()
     }
 
-    fn get(&self, token: u64) -> Option<&Pending> {
+    fn get(&self, token: u64) -> Option<&T> {
         let slot = self.slots.get((token & u64::from(u32::MAX)) as usize)?;
         (u64::from(slot.0) == token >> 32)
             .then_some(slot.1.as_ref())
             .flatten()
     }
 
-    /// The oldest request still pending and its deadline, forgetting finished ones.
-    fn oldest(&mut self) -> Option<(u64, Instant)> {
+    /// Forgets finished tokens at the front of the send order.
+    fn trim(&mut self) {
         while let Some(&token) = self.order.front() {
-            match self.get(token) {
-                Some(p) => return Some((token, p.deadline)),
-                None => {
-                    self.order.pop_front();
-                }
+            if self.get(token).is_some() {
+                break;
             }
+            self.order.pop_front();
         }
-        None
+    }
+
+    /// The oldest request still pending and its deadline.
+    fn oldest(&mut self) -> Option<(u64, Instant)> {
+        self.trim();
+        let token = *self.order.front()?;
+        self.get(token).map(|p| (token, p.deadline()))
     }
 }
 
@@ -256,7 +282,7 @@ struct Downstream<'h> {
     done_rx: Option<mpsc::UnboundedReceiver<Done>>,
     completion_tx: Option<mpsc::UnboundedSender<Completion>>,
     completion_rx: Option<mpsc::UnboundedReceiver<Completion>>,
-    pending: PendingTable,
+    pending: PendingTable<Pending>,
     /// Fires at the oldest pending request's deadline (or a little before).
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// When the last bytes came from the client, and a timer that fires no earlier than the
@@ -1051,4 +1077,57 @@ fn error_of(e: CallError) -> (ErrorKind, String) {
         CallError::Upstream(_) => ErrorKind::UpstreamFailure,
     };
     (kind, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Due(Instant);
+
+    impl Deadline for Due {
+        fn deadline(&self) -> Instant {
+            self.0
+        }
+    }
+
+    #[test]
+    fn tokens_are_not_reused_for_late_replies() {
+        let now = Instant::now();
+        let mut t = PendingTable::default();
+        let a = t.insert(Due(now));
+        assert!(t.remove(a).is_some());
+        let b = t.insert(Due(now));
+        assert_ne!(a, b, "the slot is reused under a new generation");
+        assert!(
+            t.remove(a).is_none(),
+            "a late reply to the old request is dropped"
+        );
+        assert!(t.get(b).is_some());
+    }
+
+    #[test]
+    fn finished_requests_leave_the_deadline_order_without_waiting_for_the_timer() {
+        let now = Instant::now();
+        let mut t = PendingTable::default();
+        let tokens: Vec<u64> = (0..1000u64)
+            .map(|i| t.insert(Due(now + Duration::from_millis(i))))
+            .collect();
+        // Replies in order: the order queue stays as short as what is in flight.
+        for &tok in &tokens[..999] {
+            assert!(t.remove(tok).is_some());
+        }
+        assert_eq!(t.order.len(), 1);
+        assert_eq!(
+            t.oldest(),
+            Some((tokens[999], now + Duration::from_millis(999)))
+        );
+        // A reply out of order waits behind the older request still in flight.
+        let x = t.insert(Due(now));
+        let y = t.insert(Due(now));
+        assert!(t.remove(y).is_some());
+        assert_eq!(t.order.len(), 3);
+        assert!(t.remove(tokens[999]).is_some() && t.remove(x).is_some());
+        assert!(t.order.is_empty() && t.oldest().is_none());
+    }
 }
