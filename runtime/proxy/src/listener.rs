@@ -154,7 +154,8 @@ struct Pending {
     hash: Option<u64>,
     deadline: Instant,
     /// The request again, kept only when the listener may retry it.
-    retry_copy: Option<Message>,
+    /// (Boxed: the table moves entries, and most listeners do not retry.)
+    retry_copy: Option<Box<Message>>,
     cluster: Arc<Cluster>,
     /// The endpoint of the attempt in flight, until it is ended.
     endpoint: Option<usize>,
@@ -511,7 +512,7 @@ impl Downstream<'_> {
                 route_index: index,
                 hash,
                 deadline: self.last_activity + rt.request_timeout,
-                retry_copy: (rt.retry.max_retries > 0).then(|| msg.clone()),
+                retry_copy: (rt.retry.max_retries > 0).then(|| Box::new(msg.clone())),
                 cluster: cluster.clone(),
                 endpoint: None,
             });
@@ -629,7 +630,7 @@ impl Downstream<'_> {
                 let tx = self.done_sender();
                 let (rt, cluster, hash) = (p.rt.clone(), p.cluster.clone(), p.hash);
                 tokio::spawn(async move {
-                    let outcome = retry_after(&rt, &cluster, msg, hash, result).await;
+                    let outcome = retry_after(&rt, &cluster, *msg, hash, result).await;
                     let _ = tx.send(Done {
                         seq,
                         ctx,

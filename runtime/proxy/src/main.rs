@@ -82,10 +82,22 @@ fn main() -> ExitCode {
         let path = path.as_ref().ok_or("--config FILE is required")?;
         Config::load(path, &codecs).map_err(|e| format!("{}: {e}", path.display()))
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One worker is a single-threaded runtime (no work stealing, no cross-thread wakeups);
+    // more are a multi-threaded one with that many workers.
+    let mut builder = match cli.workers {
+        Some(0) => {
+            eprintln!("--workers must be at least 1");
+            return ExitCode::FAILURE;
+        }
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

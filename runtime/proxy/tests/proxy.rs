@@ -325,6 +325,7 @@ fn validate_names_the_offending_key_and_exits_non_zero() -> Result {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -370,5 +371,48 @@ async fn idle_downstream_connections_close_busy_ones_stay() -> Result {
     // The connection that sent nothing for all that time was closed.
     let closed = tokio::time::timeout(Duration::from_secs(2), idle.read_answer()).await?;
     assert!(closed.is_err(), "the idle connection is closed: {closed:?}");
+    Ok(())
+}
+
+/// The threads of process `pid` named like tokio's multi-threaded workers.
+#[cfg(target_os = "linux")]
+fn tokio_workers(pid: u32) -> Result<usize> {
+    let mut n = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let comm = std::fs::read_to_string(task?.path().join("comm"))?;
+        n += usize::from(comm.trim() == "tokio-rt-worker");
+    }
+    Ok(n)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn workers_sets_the_runtime_threads() -> Result {
+    let dir = std::env::temp_dir().join(format!("mpp-workers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("workers.yaml");
+    std::fs::write(
+        &config,
+        "listeners:\n  - name: in\n    address: 127.0.0.1:0\n    codec: { name: minirpc }\n    route_config: { name: r, routes: [ { name: all, route: { cluster: a } } ] }\nclusters:\n  - name: a\n    endpoints: [ { address: \"127.0.0.1:9\" } ]\n",
+    )?;
+    for (workers, expected) in [("3", 3), ("1", 0)] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meta-protocol-proxy"))
+            .args(["--workers", workers, "--log-level", "error", "--config"])
+            .arg(&config)
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(500));
+        let found = tokio_workers(child.id());
+        child.kill()?;
+        child.wait()?;
+        // One worker is a single-threaded runtime: no worker threads besides the main one.
+        assert_eq!(found?, expected, "--workers {workers}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meta-protocol-proxy"))
+        .args(["--workers", "0", "--config"])
+        .arg(&config)
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--workers must be at least 1"));
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
