@@ -1,6 +1,7 @@
 //! Circuit breakers, outlier detection and retry budgets: plain counters and timestamps that
 //! the host updates as requests start and finish, passing `now` in.
 
+use meta_protocol_core::Metadata;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -264,7 +265,28 @@ pub enum AttemptFailure<'a> {
     Status(&'a str),
 }
 
+/// The metadata key a reply's status is read from, for [`RetryPolicy::on_statuses`].
+pub const STATUS_KEY: &str = "status";
+
 impl RetryPolicy {
+    /// True when the policy retries failures of this kind at all (budget aside).
+    pub fn retries(&self, failure: AttemptFailure<'_>) -> bool {
+        self.max_retries > 0
+            && match failure {
+                AttemptFailure::ConnectFailure => self.on_connect_failure,
+                AttemptFailure::Timeout => self.on_timeout,
+                AttemptFailure::Status(s) => self.on_statuses.iter().any(|x| x == s),
+            }
+    }
+
+    /// The failure a reply stands for when its [`STATUS_KEY`] metadata is a status the policy
+    /// retries; `None` for a reply to keep.
+    pub fn reply_failure<'m>(&self, reply: &'m Metadata) -> Option<AttemptFailure<'m>> {
+        let status = reply.get(STATUS_KEY)?;
+        let failure = AttemptFailure::Status(status);
+        self.retries(failure).then_some(failure)
+    }
+
     /// True when an attempt that failed like this may be retried, given attempts made so far
     /// and the retries and requests in flight.
     pub fn should_retry(
@@ -274,13 +296,8 @@ impl RetryPolicy {
         retries_in_flight: u32,
         requests_in_flight: u32,
     ) -> bool {
-        let retriable = match failure {
-            AttemptFailure::ConnectFailure => self.on_connect_failure,
-            AttemptFailure::Timeout => self.on_timeout,
-            AttemptFailure::Status(s) => self.on_statuses.iter().any(|x| x == s),
-        };
         let budget = (f64::from(requests_in_flight) * self.budget_percent / 100.0) as u32;
-        retriable
+        self.retries(failure)
             && attempts <= self.max_retries
             && retries_in_flight < budget.max(self.min_retry_concurrency)
     }
@@ -289,6 +306,32 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_are_retried_only_for_listed_statuses() {
+        let policy = RetryPolicy {
+            on_statuses: vec!["30".into(), "31".into()],
+            ..RetryPolicy::default()
+        };
+        let reply = |status: &str| Metadata::from_iter([("status", status.to_owned())]);
+        assert_eq!(
+            policy.reply_failure(&reply("31")),
+            Some(AttemptFailure::Status("31"))
+        );
+        assert_eq!(policy.reply_failure(&reply("20")), None);
+        assert_eq!(policy.reply_failure(&Metadata::new()), None, "no status");
+        let never = RetryPolicy {
+            max_retries: 0,
+            ..policy.clone()
+        };
+        assert_eq!(never.reply_failure(&reply("31")), None);
+        assert!(!never.retries(AttemptFailure::ConnectFailure));
+        assert!(policy.retries(AttemptFailure::ConnectFailure));
+        assert!(
+            !policy.retries(AttemptFailure::Timeout),
+            "on_timeout is off"
+        );
+    }
 
     #[test]
     fn breaker_opens_at_the_limit_and_counts_overflows() {

@@ -978,25 +978,20 @@ fn mirror(rt: &ListenerRuntime, index: usize, msg: &Message, expects: bool, hash
     }
 }
 
-/// Why `result` may be retried under the listener's policy, if it may.
+/// Why `result` may be retried under the listener's policy, if the policy retries it at all
+/// (the budget is checked when the retry is attempted).
 fn retryable<'r>(
     rt: &ListenerRuntime,
     result: &'r Result<Option<Message>, CallError>,
 ) -> Option<AttemptFailure<'r>> {
-    match result {
-        Ok(Some(reply)) => match reply.metadata().get_str("status") {
-            Some(s) if rt.retry.on_statuses.iter().any(|x| x == s) => {
-                Some(AttemptFailure::Status(s))
-            }
-            _ => None,
-        },
-        Ok(None) => None,
-        Err(CallError::Timeout(_)) => Some(AttemptFailure::Timeout),
-        Err(CallError::Upstream(UpstreamError::Connect(..))) => {
-            Some(AttemptFailure::ConnectFailure)
-        }
-        Err(_) => None,
-    }
+    let failure = match result {
+        Ok(Some(reply)) => return rt.retry.reply_failure(reply.metadata()),
+        Ok(None) => return None,
+        Err(CallError::Timeout(_)) => AttemptFailure::Timeout,
+        Err(CallError::Upstream(UpstreamError::Connect(..))) => AttemptFailure::ConnectFailure,
+        Err(_) => return None,
+    };
+    rt.retry.retries(failure).then_some(failure)
 }
 
 /// Calls the cluster until an attempt succeeds or the retry policy (and its budget) allows
