@@ -240,6 +240,16 @@ fn the_real_frame_decodes_to_exactly_its_metadata() {
         Some("blue")
     );
     assert_eq!((data2, att2), (data, att));
+
+    // `pin` says whether the call opens a stream; it is read from the frame, never written.
+    assert_eq!(msg.metadata().get("pin"), None, "no stream_settings here");
+    let mut m = msg.clone();
+    m.metadata_mut().insert("pin", "true");
+    let err = BrpcCodec::new(DEFAULT_FRAME_LIMIT, Role::Client).encode(&m, &mut BytesMut::new());
+    assert!(
+        matches!(err, Err(EncodeError::UnsupportedMutation { ref key, .. }) if key == "pin"),
+        "{err:?}"
+    );
 }
 
 // === prost as the independent peer ===
