@@ -345,3 +345,69 @@ async fn an_unreachable_control_plane_leaves_the_listener_without_routes() -> Re
     proxy.drain(Duration::from_secs(1)).await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splits_and_mirrors_from_rds_take_effect() -> Result {
+    use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
+    use envoy_types::pb::envoy::config::route::v3::WeightedCluster;
+    use envoy_types::pb::envoy::config::route::v3::route_action::RequestMirrorPolicy;
+    use envoy_types::pb::envoy::config::route::v3::weighted_cluster::ClusterWeight;
+    use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
+    use envoy_types::pb::google::protobuf::UInt32Value;
+    use std::sync::atomic::Ordering;
+
+    let v1 = upstream("v1").await?;
+    let v2 = upstream("v2").await?;
+    let shadow = upstream("shadow").await?;
+    let (management, mut streams) = management_server().await?;
+    let proxy = Proxy::start(
+        config(management, &[("v1", &v1), ("v2", &v2), ("shadow", &shadow)])?,
+        builtin_codecs(),
+    )
+    .await?;
+    let mut client = Client::connect(proxy.listener_addr("in").ok_or("listener")?).await?;
+    let mut stream = within("the proxy's RDS stream", streams.recv()).await?;
+    stream.next_request().await?;
+
+    let weight = |name: &str, value: u32| ClusterWeight {
+        name: name.into(),
+        weight: Some(UInt32Value { value }),
+        ..Default::default()
+    };
+    let mut split = route_to("split", vec![], "unused");
+    if let Some(route::Action::Route(action)) = split.action.as_mut() {
+        action.cluster_specifier = Some(route_action::ClusterSpecifier::WeightedClusters(
+            WeightedCluster {
+                clusters: vec![weight("v1", 0), weight("v2", 1)],
+                ..Default::default()
+            },
+        ));
+        action.request_mirror_policies = vec![RequestMirrorPolicy {
+            cluster: "shadow".into(),
+            runtime_fraction: Some(RuntimeFractionalPercent {
+                default_value: Some(FractionalPercent {
+                    numerator: 100,
+                    denominator: 0, // HUNDRED
+                }),
+                runtime_key: String::new(),
+            }),
+            ..Default::default()
+        }];
+    }
+    stream.push("1", "n1", &dummy(vec![split]))?;
+    assert_eq!(ack_of(&stream.next_request().await?), ("1", "n1", None));
+
+    assert_eq!(bodies(&mut client, 1, 10).await?, ["v2"], "v1 has weight 0");
+    assert_eq!(v1.requests.load(Ordering::Relaxed), 0);
+    // Every request is mirrored, fire-and-forget.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while shadow.requests.load(Ordering::Relaxed) < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mirrored {} of 10",
+            shadow.requests.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
