@@ -48,8 +48,13 @@ pub struct ListenerConfig {
     pub address: String,
     /// The protocol spoken on this listener and to its clusters.
     pub codec: CodecSection,
-    /// Routes, inline.
-    pub route_config: RouteConfig,
+    /// Routes, inline. Exactly one of `route_config` and `rds` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_config: Option<RouteConfig>,
+    /// Routes from a control plane over RDS (MetaRDS). Exactly one of `route_config` and
+    /// `rds` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rds: Option<RdsConfig>,
     /// Most downstream connections at once; more are refused.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -62,6 +67,25 @@ pub struct ListenerConfig {
     /// Retry policy for the listener's requests.
     #[serde(default)]
     pub retry_policy: RetryPolicy,
+}
+
+/// Where a listener's routes come from when they are not inline: an RDS subscription, shaped
+/// after Envoy's `Rds` (`config_source` + `route_config_name`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RdsConfig {
+    /// The management server.
+    pub config_source: ConfigSource,
+    /// The route configuration subscribed to (Aeraki names it `<host>_<port>`).
+    pub route_config_name: String,
+}
+
+/// A management server speaking `envoy.service.route.v3.RouteDiscoveryService`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSource {
+    /// `host:port` of its plaintext gRPC endpoint (e.g. `istiod.istio-system:15010`).
+    pub address: String,
 }
 
 /// A codec and its options, as in [`CodecConfig`].
@@ -287,19 +311,44 @@ impl Config {
             codecs
                 .build(&l.codec.to_codec_config())
                 .map_err(|e| ConfigError::at(at("codec"), e))?;
-            let router =
-                Router::new(&l.route_config).map_err(|e| ConfigError::at(at("route_config"), e))?;
-            for (r, route) in router.routes().iter().enumerate() {
-                for cluster in route.clusters() {
-                    if !clusters.contains(cluster) {
+            match (&l.route_config, &l.rds) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::at(
+                        at("rds"),
+                        "set exactly one of route_config and rds, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(ConfigError::at(
+                        at("route_config"),
+                        "is required unless rds is set (set exactly one of route_config and rds)",
+                    ));
+                }
+                (Some(routes), None) => {
+                    let router =
+                        Router::new(routes).map_err(|e| ConfigError::at(at("route_config"), e))?;
+                    for (r, route) in router.routes().iter().enumerate() {
+                        for cluster in route.clusters() {
+                            if !clusters.contains(cluster) {
+                                return Err(ConfigError::at(
+                                    at(&format!("route_config.routes[{r}]")),
+                                    format!(
+                                        "route `{}` names cluster `{cluster}`, which is not defined",
+                                        route.name()
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
+                (None, Some(rds)) => {
+                    if rds.route_config_name.is_empty() {
                         return Err(ConfigError::at(
-                            at(&format!("route_config.routes[{r}]")),
-                            format!(
-                                "route `{}` names cluster `{cluster}`, which is not defined",
-                                route.name()
-                            ),
+                            at("rds.route_config_name"),
+                            "must not be empty",
                         ));
                     }
+                    check_host_port(&at("rds.config_source.address"), &rds.config_source.address)?;
                 }
             }
             if l.max_connections == 0 {
@@ -371,6 +420,20 @@ fn validate_localities(c: &ClusterConfig, at: &dyn Fn(&str) -> String) -> Result
         }
     }
     Ok(())
+}
+
+/// `host:port` with a DNS name or an IP address (IPv6 in brackets) and a non-zero port.
+fn check_host_port(path: &str, s: &str) -> Result<(), ConfigError> {
+    let bad = || ConfigError::at(path, format!("`{s}` is not a host:port address"));
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = !host.is_empty()
+        && !host
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#'));
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 && host_ok => Ok(()),
+        _ => Err(bad()),
+    }
 }
 
 fn parse_addr(path: &str, s: &str) -> Result<SocketAddr, ConfigError> {
@@ -535,5 +598,81 @@ clusters:
         let plain = ZONED.replace("    locality_weights: { zone-a: 80, zone-b: 20 }\n", "");
         let c = Config::parse(&plain, &registry()).expect("labels only");
         assert!(c.clusters[0].locality_weights.is_empty());
+    }
+
+    const RDS: &str = r#"
+listeners:
+  - name: in
+    address: 127.0.0.1:7000
+    codec: { name: minirpc }
+    rds:
+      config_source: { address: "istiod.istio-system:15010" }
+      route_config_name: minirpc_7000
+clusters:
+  - name: backend
+    endpoints: [{ address: 127.0.0.1:7001 }]
+"#;
+
+    #[test]
+    fn rds_loads_and_exactly_one_route_source_is_required() {
+        let c = Config::parse(RDS, &registry()).expect("valid");
+        let rds = c.listeners[0].rds.as_ref().expect("rds");
+        assert_eq!(rds.config_source.address, "istiod.istio-system:15010");
+        assert_eq!(rds.route_config_name, "minirpc_7000");
+        assert!(c.listeners[0].route_config.is_none());
+        for address in ["127.0.0.1:15010", "[::1]:15010", "aeraki:15010"] {
+            Config::parse(
+                &RDS.replace("istiod.istio-system:15010", address),
+                &registry(),
+            )
+            .expect(address);
+        }
+
+        let both = RDS.replace(
+            "    rds:",
+            "    route_config: { name: r, routes: [] }\n    rds:",
+        );
+        assert_eq!(
+            error(&both),
+            "listeners[0].rds: set exactly one of route_config and rds, not both"
+        );
+        let neither = GOOD.replace(
+            "    route_config:\n      name: r\n      routes:\n        - name: all\n          route: { cluster: backend }\n",
+            "",
+        );
+        assert_ne!(neither, GOOD);
+        assert_eq!(
+            error(&neither),
+            "listeners[0].route_config: is required unless rds is set (set exactly one of route_config and rds)"
+        );
+        assert_eq!(
+            error(&RDS.replace("minirpc_7000", "''")),
+            "listeners[0].rds.route_config_name: must not be empty"
+        );
+        for bad in [
+            "istiod",
+            "istiod:",
+            ":15010",
+            "istiod:0",
+            "http://istiod:15010",
+        ] {
+            let e = error(&RDS.replace("istiod.istio-system:15010", bad));
+            assert_eq!(
+                e,
+                format!(
+                    "listeners[0].rds.config_source.address: `{bad}` is not a host:port address"
+                )
+            );
+        }
+        let e = error(&RDS.replace("config_source: {", "config_source: { adress: x,"));
+        assert!(e.starts_with("listeners[0].rds.config_source"), "{e}");
+        assert!(e.contains("unknown field `adress`"), "{e}");
+        let e = error(&RDS.replace("route_config_name:", "route_config_nmae:"));
+        assert!(e.starts_with("listeners[0].rds"), "{e}");
+
+        // The dump of an rds listener has no route_config key, and reads back the same.
+        let dumped = serde_norway::to_string(&c).expect("dump");
+        assert!(!dumped.contains("route_config:"), "{dumped}");
+        assert_eq!(Config::parse(&dumped, &registry()).expect("reads back"), c);
     }
 }
