@@ -90,6 +90,12 @@ pub fn stats(proxy: &Proxy) -> String {
         for (route, n) in proxy.route_counts(name) {
             let _ = writeln!(out, "listener.{name}.route.{route}.requests: {n}");
         }
+        if let Some(rds) = proxy.rds_stats(name) {
+            let version = proxy.rds_version(name).unwrap_or_default();
+            let _ = writeln!(out, "listener.{name}.rds.version: {version}");
+            let _ = writeln!(out, "listener.{name}.rds.accepted: {}", rds.accepted.get());
+            let _ = writeln!(out, "listener.{name}.rds.rejected: {}", rds.rejected.get());
+        }
         let rt = handle.current();
         let mut clusters: Vec<_> = rt.clusters.values().collect();
         clusters.sort_by(|a, b| a.name.cmp(&b.name));

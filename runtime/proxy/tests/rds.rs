@@ -303,6 +303,14 @@ async fn routes_follow_the_control_plane_with_acks_and_nacks() -> Result {
     assert_eq!(proxy.rds_version("in").as_deref(), Some("2"));
     let stats = proxy.rds_stats("in").ok_or("rds stats")?;
     assert_eq!((stats.accepted.get(), stats.rejected.get()), (2, 1));
+    let admin = meta_protocol_proxy::admin::stats(&proxy);
+    for line in [
+        "listener.in.rds.version: 2",
+        "listener.in.rds.accepted: 2",
+        "listener.in.rds.rejected: 1",
+    ] {
+        assert!(admin.lines().any(|l| l == line), "{line} in\n{admin}");
+    }
 
     // A reload (SIGHUP) keeps the routes from RDS; one that drops a cluster they use is
     // refused.
