@@ -10,11 +10,13 @@
 //! | [`lb`] | round robin, random, least request, ring hash and Maglev balancers |
 //! | [`resilience`] | circuit breakers, outlier detection, retry policy and budget |
 //! | [`mux`] | fresh upstream ids for multiplexing, and in-order release of replies |
+//! | [`ratelimit`] | local rate limits: token buckets, per listener or per metadata condition |
 //! | [`duration`] | `250ms` / `30s` durations in configuration |
 #![forbid(unsafe_code)]
 
 pub mod duration;
 pub mod lb;
 pub mod mux;
+pub mod ratelimit;
 pub mod resilience;
 pub mod route;

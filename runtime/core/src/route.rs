@@ -462,6 +462,31 @@ impl Mirror {
     }
 }
 
+/// Compiled metadata matchers outside a route (rate-limit conditions and the like): all must
+/// hold, as a route's.
+#[derive(Debug, Clone)]
+pub struct MatchSet(Vec<Matcher>);
+
+impl MatchSet {
+    /// Compiles `spec`; `context` names it in errors (as a route name does).
+    ///
+    /// # Errors
+    /// [`RouteError::MatcherKind`] or [`RouteError::BadRegex`] for a wrong matcher.
+    pub fn new(context: &str, spec: &MatchSpec) -> Result<Self, RouteError> {
+        spec.metadata
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Matcher::new(context, i, m))
+            .collect::<Result<_, _>>()
+            .map(MatchSet)
+    }
+
+    /// True when every matcher holds for `md` (an empty set always holds).
+    pub fn matches(&self, md: &Metadata) -> bool {
+        self.0.iter().all(|m| m.matches(md))
+    }
+}
+
 // === impl Matcher ===
 
 impl Matcher {

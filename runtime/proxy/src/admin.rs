@@ -84,6 +84,7 @@ pub fn stats(proxy: &Proxy) -> String {
             ("requests", s.requests.get()),
             ("local_replies", s.local_replies.get()),
             ("heartbeats", s.heartbeats.get()),
+            ("rate_limited", s.rate_limited.get()),
         ] {
             let _ = writeln!(out, "listener.{name}.{k}: {v}");
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use meta_protocol_core::{CodecConfig, CodecRegistry};
 use meta_protocol_runtime::duration;
 use meta_protocol_runtime::lb::Policy;
+use meta_protocol_runtime::ratelimit::{LocalRateLimit, LocalRateLimitSpec};
 use meta_protocol_runtime::resilience::{BreakerLimits, OutlierConfig, RetryPolicy};
 use meta_protocol_runtime::route::{RouteConfig, Router};
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,20 @@ pub struct ListenerConfig {
     /// Retry policy for the listener's requests.
     #[serde(default)]
     pub retry_policy: RetryPolicy,
+    /// Filters every request passes before routing, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<FilterConfig>,
+}
+
+/// One listener filter; exactly one kind is set.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// A local rate limit: token buckets for the listener's requests (shared by its
+    /// connections), chosen by metadata conditions; over the limit, the codec's *over limit*
+    /// error reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_ratelimit: Option<LocalRateLimitSpec>,
 }
 
 /// Where a listener's routes come from when they are not inline: an RDS subscription, shaped
@@ -311,6 +326,20 @@ impl Config {
             codecs
                 .build(&l.codec.to_codec_config())
                 .map_err(|e| ConfigError::at(at("codec"), e))?;
+            for (f, filter) in l.filters.iter().enumerate() {
+                let Some(spec) = &filter.local_ratelimit else {
+                    return Err(ConfigError::at(
+                        at(&format!("filters[{f}]")),
+                        "set one filter: local_ratelimit",
+                    ));
+                };
+                LocalRateLimit::new(spec, std::time::Instant::now()).map_err(|e| {
+                    ConfigError::at(
+                        at(&format!("filters[{f}].local_ratelimit.{}", e.field)),
+                        e.reason,
+                    )
+                })?;
+            }
             match (&l.route_config, &l.rds) {
                 (Some(_), Some(_)) => {
                     return Err(ConfigError::at(

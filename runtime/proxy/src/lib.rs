@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use meta_protocol_core::CodecRegistry;
+use meta_protocol_runtime::ratelimit::LocalRateLimit;
 use meta_protocol_runtime::route::{RouteConfig, Router};
 use meta_protocol_xds::RdsClient;
 use tokio::net::TcpListener;
@@ -284,6 +285,7 @@ impl Proxy {
             request_timeout: current.request_timeout,
             idle_timeout: current.idle_timeout,
             retry: current.retry.clone(),
+            rate_limits: current.rate_limits.clone(),
         })
     }
 
@@ -494,6 +496,17 @@ fn build_listener(
         clusters.insert(c.name.clone(), Arc::new(Cluster::new(c, codec.clone())));
     }
     let route_requests = router.routes().iter().map(|_| Default::default()).collect();
+    let now = std::time::Instant::now();
+    let mut rate_limits = Vec::new();
+    for (i, f) in l.filters.iter().enumerate() {
+        if let Some(spec) = &f.local_ratelimit {
+            let limit = LocalRateLimit::new(spec, now).map_err(|e| config::ConfigError {
+                path: at(&format!("filters[{i}].local_ratelimit.{}", e.field)),
+                message: e.reason,
+            })?;
+            rate_limits.push(std::sync::Mutex::new(limit));
+        }
+    }
     Ok(ListenerRuntime {
         codec,
         router,
@@ -502,5 +515,6 @@ fn build_listener(
         idle_timeout: l.idle_timeout,
         retry: l.retry_policy.clone(),
         route_requests,
+        rate_limits: Arc::new(rate_limits),
     })
 }

@@ -12,6 +12,7 @@ use meta_protocol_core::{
     RequestContext, Role,
 };
 use meta_protocol_runtime::mux::Reorder;
+use meta_protocol_runtime::ratelimit::LocalRateLimit;
 use meta_protocol_runtime::resilience::{AttemptFailure, RetryPolicy};
 use meta_protocol_runtime::route::Router;
 use tokio::io::AsyncWriteExt;
@@ -36,6 +37,30 @@ pub(crate) struct ListenerRuntime {
     pub(crate) retry: RetryPolicy,
     /// Requests per route, in route order.
     pub(crate) route_requests: Vec<Counter>,
+    /// The listener's local rate limits, in filter order (kept across route updates).
+    pub(crate) rate_limits: Arc<Vec<std::sync::Mutex<LocalRateLimit>>>,
+}
+
+impl ListenerRuntime {
+    /// Passes a request through the listener's filters; the local reply when one refuses it.
+    fn admit(&self, msg: &Message, stats: &ListenerStats) -> Result<(), Local> {
+        if self.rate_limits.is_empty() {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        for (i, limit) in self.rate_limits.iter().enumerate() {
+            let mut limit = limit.lock().unwrap_or_else(|p| p.into_inner());
+            if !limit.allow(msg.metadata(), now) {
+                stats.rate_limited.inc();
+                return Err(Local {
+                    route: None,
+                    kind: ErrorKind::OverLimit,
+                    detail: format!("local rate limit (filters[{i}]) exceeded"),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Counters that survive reloads.
@@ -53,6 +78,8 @@ pub struct ListenerStats {
     pub local_replies: Counter,
     /// Heartbeats answered locally.
     pub heartbeats: Counter,
+    /// Requests refused by a local rate limit.
+    pub rate_limited: Counter,
 }
 
 /// A listener's current runtime, swappable on reload.
@@ -462,6 +489,11 @@ impl Downstream<'_> {
                 let expects = msg.kind() == MessageKind::Request;
                 let seq = (ordered && expects).then(|| self.reorder.request());
                 self.in_flight += usize::from(expects);
+                if let Err(local) = rt.admit(&msg, &self.handle.stats) {
+                    let (route_index, outcome) = local.into_done();
+                    let ctx = msg.context();
+                    return self.finish_local(expects, seq, ctx, rt, route_index, outcome);
+                }
                 let pins = msg.metadata().get_str(PIN_KEY) == Some("true");
                 if self.pinned.is_some() || pins {
                     self.send_pinned(rt, msg, expects, seq).await

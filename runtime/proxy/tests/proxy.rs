@@ -416,3 +416,50 @@ fn workers_sets_the_runtime_threads() -> Result {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_rate_limits_answer_over_limit_per_condition() -> Result {
+    let a = upstream("a").await?;
+    let routes = "        - name: all\n          route: { cluster: a }\n";
+    // Five requests per hour for the listener, one for method 9; shared by connections.
+    let listener = "    filters:\n      - local_ratelimit:\n          token_bucket: { max_tokens: 5, tokens_per_fill: 5, fill_interval: 1h }\n          conditions:\n            - match: { metadata: [ { name: method, exact: \"9\" } ] }\n              token_bucket: { max_tokens: 1, fill_interval: 1h }\n";
+    let proxy = Proxy::start(
+        config(routes, &cluster("a", &[&a], ""), listener)?,
+        builtin_codecs(),
+    )
+    .await?;
+    let addr = proxy.listener_addr("in").ok_or("listener")?;
+    let over = codec_minirpc::status_of(meta_protocol_core::ErrorKind::OverLimit);
+    let mut one = Client::connect(addr).await?;
+    let mut two = Client::connect(addr).await?;
+    let mut answered = 0;
+    for i in 0..8 {
+        let client = if i % 2 == 0 { &mut one } else { &mut two };
+        let answer = client.call(1, 1).await?;
+        match answer.kind {
+            MessageKind::Response => answered += 1,
+            _ => assert_eq!(answer.status, over, "{answer:?}"),
+        }
+    }
+    assert_eq!(answered, 5, "the listener's bucket, across both connections");
+    // Method 9 has its own bucket: one call passes, the next is over the limit.
+    assert_eq!(one.call(1, 9).await?.kind, MessageKind::Response);
+    let second = one.call(1, 9).await?;
+    assert_eq!((second.kind, second.status), (MessageKind::Error, over));
+    assert_eq!(
+        proxy.listener_stats("in").ok_or("stats")?.rate_limited.get(),
+        4
+    );
+
+    // A bucket that can never refill is refused, naming the key.
+    let bad = "    filters:\n      - local_ratelimit: { token_bucket: { max_tokens: 5, fill_interval: 0s } }\n";
+    let err = config(routes, &cluster("a", &[&a], ""), bad)
+        .err()
+        .ok_or("a zero interval must be refused")?
+        .to_string();
+    assert!(
+        err.contains("listeners[0].filters[0].local_ratelimit.token_bucket.fill_interval"),
+        "{err}"
+    );
+    Ok(())
+}
