@@ -441,13 +441,20 @@ async fn local_rate_limits_answer_over_limit_per_condition() -> Result {
             _ => assert_eq!(answer.status, over, "{answer:?}"),
         }
     }
-    assert_eq!(answered, 5, "the listener's bucket, across both connections");
+    assert_eq!(
+        answered, 5,
+        "the listener's bucket, across both connections"
+    );
     // Method 9 has its own bucket: one call passes, the next is over the limit.
     assert_eq!(one.call(1, 9).await?.kind, MessageKind::Response);
     let second = one.call(1, 9).await?;
     assert_eq!((second.kind, second.status), (MessageKind::Error, over));
     assert_eq!(
-        proxy.listener_stats("in").ok_or("stats")?.rate_limited.get(),
+        proxy
+            .listener_stats("in")
+            .ok_or("stats")?
+            .rate_limited
+            .get(),
         4
     );
 
