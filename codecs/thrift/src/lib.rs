@@ -150,8 +150,9 @@ struct THeader {
     flags: u16,
     seq: u32,
     proto_id: u64,
-    /// Info headers (key, value) as ranges of the frame; a few fit without an allocation.
-    headers: smallvec::SmallVec<[(std::ops::Range<usize>, std::ops::Range<usize>); 4]>,
+    /// Where the info blocks are in the frame (checked when parsed; walked again with
+    /// [`info_headers`] when needed, so the layout stays small and allocation-free).
+    info: std::ops::Range<usize>,
 }
 
 fn bad(reason: &'static str) -> DecodeError {
@@ -324,7 +325,31 @@ fn parse_theader(frame: &[u8]) -> Result<(THeader, usize), Need> {
             "THeader transforms (zlib, snappy) are not supported by this codec",
         ));
     }
-    let mut headers = smallvec::SmallVec::new();
+    let info = c.pos..end;
+    info_headers(frame, info.clone(), |_, _| {})?;
+    Ok((
+        THeader {
+            flags,
+            seq,
+            proto_id,
+            info,
+        },
+        end,
+    ))
+}
+
+/// Walks the THeader info blocks at `info` in `frame`, passing each header's key and value
+/// ranges to `f`.
+fn info_headers(
+    frame: &[u8],
+    info: std::ops::Range<usize>,
+    mut f: impl FnMut(std::ops::Range<usize>, std::ops::Range<usize>),
+) -> Result<(), Need> {
+    let end = info.end;
+    let Some(block) = frame.get(..end) else {
+        return Err(Need::Bad("THeader block longer than its frame"));
+    };
+    let mut c = wire::Cur::new(block, info.start);
     while c.pos < end {
         match c.varint(5)? {
             0 => break,
@@ -333,21 +358,13 @@ fn parse_theader(frame: &[u8]) -> Result<(THeader, usize), Need> {
                 for _ in 0..count {
                     let k = string_range(&mut c, end)?;
                     let v = string_range(&mut c, end)?;
-                    headers.push((k, v));
+                    f(k, v);
                 }
             }
             _ => return Err(Need::Bad("unknown THeader info block")),
         }
     }
-    Ok((
-        THeader {
-            flags,
-            seq,
-            proto_id,
-            headers,
-        },
-        end,
-    ))
+    Ok(())
 }
 
 fn string_range(c: &mut wire::Cur<'_>, end: usize) -> Result<std::ops::Range<usize>, Need> {
@@ -398,13 +415,14 @@ impl Codec for ThriftCodec {
         md.append_static("protocol", h.protocol.name());
         md.append_static("transport", layout.transport.name());
         if let Some(th) = &layout.theader {
-            for (k, v) in &th.headers {
+            // Checked by the layout already: walking again cannot fail.
+            let _ = info_headers(&frame, th.info.clone(), |k, v| {
                 let fixed =
                     std::str::from_utf8(&frame[k.clone()]).is_ok_and(|k| FIXED_KEYS.contains(&k));
                 if !fixed {
-                    md.record_frame(k.clone(), v.clone());
+                    md.record_frame(k, v);
                 }
-            }
+            });
         }
         let kind = match h.mtype {
             CALL => MessageKind::Request,
@@ -649,7 +667,7 @@ pub fn build_frame(
                 flags: 0,
                 seq: seqid as u32,
                 proto_id: if protocol == Protocol::Compact { 2 } else { 0 },
-                headers: smallvec::SmallVec::new(),
+                info: 0..0,
             };
             let _ = write_theader(&mut out, &th, headers, &m, body);
         }
