@@ -28,10 +28,13 @@ impl<T> IdMap<T> {
         }
     }
 
-    /// Allocates an id for `owner`; `None` when every id is in flight.
-    pub fn insert(&mut self, owner: T) -> Option<u64> {
+    /// Allocates an id for `owner`; gives `owner` back when every id is in flight.
+    ///
+    /// # Errors
+    /// `Err(owner)` when no id is free.
+    pub fn insert(&mut self, owner: T) -> Result<u64, T> {
         if self.in_flight.len() as u64 >= self.max {
-            return None;
+            return Err(owner);
         }
         loop {
             let id = self.next;
@@ -42,7 +45,7 @@ impl<T> IdMap<T> {
             };
             if let std::collections::hash_map::Entry::Vacant(e) = self.in_flight.entry(id) {
                 e.insert(owner);
-                return Some(id);
+                return Ok(id);
             }
         }
     }
@@ -168,12 +171,16 @@ mod tests {
     #[test]
     fn ids_are_unique_while_in_flight_and_wrap() {
         let mut m = IdMap::new(3);
-        assert_eq!(m.insert("a"), Some(1));
-        assert_eq!(m.insert("b"), Some(2));
-        assert_eq!(m.insert("c"), Some(3));
-        assert_eq!(m.insert("d"), None, "all ids in flight");
+        assert_eq!(m.insert("a"), Ok(1));
+        assert_eq!(m.insert("b"), Ok(2));
+        assert_eq!(m.insert("c"), Ok(3));
+        assert_eq!(
+            m.insert("d"),
+            Err("d"),
+            "all ids in flight: the owner comes back"
+        );
         assert_eq!(m.remove(2), Some("b"));
-        assert_eq!(m.insert("e"), Some(2), "wraps and skips 1 and 3");
+        assert_eq!(m.insert("e"), Ok(2), "wraps and skips 1 and 3");
         assert_eq!(m.remove(2), Some("e"));
         assert_eq!(m.remove(2), None);
         assert_eq!(m.len(), 2);

@@ -110,6 +110,14 @@ pub struct ClusterStats {
 pub(crate) type ReplyRx = oneshot::Receiver<Result<Message, UpstreamError>>;
 
 /// Waits up to `timeout` for a reply.
+/// `timeout` from now, or a far-off instant when that is beyond what the clock can hold (a
+/// configured "never").
+pub(crate) fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 pub(crate) async fn await_reply(rx: ReplyRx, timeout: Duration) -> Result<Message, CallError> {
     match tokio::time::timeout(timeout, rx).await {
         Err(_) => Err(CallError::Timeout(timeout)),
@@ -512,17 +520,21 @@ impl Cluster {
         expects_reply: bool,
         timeout: Duration,
     ) -> Result<Option<Message>, CallError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let conn = tokio::time::timeout_at(deadline, self.connection(i))
-            .await
-            .map_err(|_| CallError::Timeout(timeout))??;
-        let Some(rx) = conn.request(msg, expects_reply).await? else {
-            return Ok(None);
+        // One deadline for all of it: connecting, waiting for room in the connection's
+        // queue, and the reply.
+        let deadline = deadline_after(timeout);
+        let exchange = async {
+            let conn = self.connection(i).await?;
+            let Some(rx) = conn.request(msg, expects_reply).await? else {
+                return Ok(None);
+            };
+            match rx.await {
+                Ok(reply) => Ok(Some(reply?)),
+                Err(_) => Err(UpstreamError::Reset("connection task ended".into()).into()),
+            }
         };
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        await_reply(rx, left).await.map(Some).map_err(|e| match e {
-            CallError::Timeout(_) => CallError::Timeout(timeout),
-            e => e,
-        })
+        tokio::time::timeout_at(deadline, exchange)
+            .await
+            .unwrap_or(Err(CallError::Timeout(timeout)))
     }
 }

@@ -383,6 +383,14 @@ impl Config {
             if l.max_connections == 0 {
                 return Err(ConfigError::at(at("max_connections"), "must be at least 1"));
             }
+            for (key, d) in [
+                ("idle_timeout", l.idle_timeout),
+                ("request_timeout", l.request_timeout),
+            ] {
+                if d.is_zero() {
+                    return Err(ConfigError::at(at(key), "must be longer than 0"));
+                }
+            }
         }
         Ok(())
     }
@@ -546,6 +554,12 @@ clusters:
 
         let e = error(&format!("{GOOD}    connect_timeout: 5 seconds\n"));
         assert!(e.starts_with("clusters[0].connect_timeout"), "{e}");
+
+        let e = error(&GOOD.replace(
+            "codec: { name: minirpc }",
+            "codec: { name: minirpc }\n    idle_timeout: 0s",
+        ));
+        assert_eq!(e, "listeners[0].idle_timeout: must be longer than 0");
     }
 
     const ZONED: &str = r#"

@@ -1,7 +1,7 @@
 //! Listeners and downstream connections: decode requests, route them through the shared core,
 //! call the cluster, and write replies (in request order where the protocol needs it).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -20,7 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::cluster::{Attempt, CallError, Cluster, Dispatch, Permit, ReplyRx, await_reply};
+use crate::cluster::{
+    Attempt, CallError, Cluster, Dispatch, Permit, ReplyRx, await_reply, deadline_after,
+};
 use crate::stats::Counter;
 use crate::upstream::{Completion, ReplyTo, UpstreamConn, UpstreamError};
 
@@ -136,14 +138,32 @@ pub(crate) async fn accept_loop(
         let connections = connections.clone();
         let open = open.clone();
         open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Counted down even if the connection's task panics.
+        let open = OpenConnection {
+            open,
+            connections,
+            _permit: permit,
+        };
         tokio::spawn(async move {
             if let Err(e) = serve(stream, &handle, shutdown).await {
                 tracing::debug!(%peer, error = %e, "downstream connection closed");
             }
-            drop(permit);
-            open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            connections.notify_waiters();
+            drop(open);
         });
+    }
+}
+
+/// One open downstream connection, counted until dropped (the drain waits for the count).
+struct OpenConnection {
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    connections: Arc<tokio::sync::Notify>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.connections.notify_waiters();
     }
 }
 
@@ -215,13 +235,11 @@ impl Deadline for Pending {
 }
 
 /// Requests in flight on the fast path, by token (slot index and a generation, so that a
-/// late reply to a slot reused since is recognised and dropped).
+/// late reply to a slot reused since is recognised and dropped). As large as the most
+/// requests the connection had in flight at once.
 struct PendingTable<T> {
     slots: Vec<(u32, Option<T>)>,
     free: Vec<u32>,
-    /// Tokens in the order they were sent: the oldest one's deadline comes first. Finished
-    /// tokens leave from the front as soon as everything older has finished.
-    order: VecDeque<u64>,
 }
 
 impl<T> Default for PendingTable<T> {
@@ -229,7 +247,6 @@ impl<T> Default for PendingTable<T> {
         PendingTable {
             slots: Vec::new(),
             free: Vec::new(),
-            order: VecDeque::new(),
         }
     }
 }
@@ -246,9 +263,7 @@ impl<T: Deadline> PendingTable<T> {
         let slot = &mut self.slots[index as usize];
         slot.0 = slot.0.wrapping_add(1);
         slot.1 = Some(p);
-        let token = (u64::from(slot.0) << 32) | u64::from(index);
-        self.order.push_back(token);
-        token
+        (u64::from(slot.0) << 32) | u64::from(index)
     }
 
     fn remove(&mut self, token: u64) -> Option<T> {
@@ -259,7 +274,6 @@ impl<T: Deadline> PendingTable<T> {
         }
         let p = slot.1.take()?;
         self.free.push(index as u32);
-        self.trim();
         Some(p)
     }
 
@@ -271,29 +285,32 @@ impl<T: Deadline> PendingTable<T> {
         slot.1.as_mut()
     }
 
-    fn get(&self, token: u64) -> Option<&T> {
-        let slot = self.slots.get((token & u64::from(u32::MAX)) as usize)?;
-        (u64::from(slot.0) == token >> 32)
-            .then_some(slot.1.as_ref())
-            .flatten()
+    /// The tokens of the requests whose deadline is `now` or earlier.
+    fn expired(&self, now: Instant) -> Vec<u64> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (generation, p))| {
+                let due = p.as_ref()?.deadline() <= now;
+                due.then_some((u64::from(*generation) << 32) | i as u64)
+            })
+            .collect()
     }
 
-    /// Forgets finished tokens at the front of the send order.
-    fn trim(&mut self) {
-        while let Some(&token) = self.order.front() {
-            if self.get(token).is_some() {
-                break;
-            }
-            self.order.pop_front();
-        }
+    /// The earliest deadline of the requests in flight.
+    fn earliest(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|(_, p)| p.as_ref().map(Deadline::deadline))
+            .min()
     }
+}
 
-    /// The oldest request still pending and its deadline.
-    fn oldest(&mut self) -> Option<(u64, Instant)> {
-        self.trim();
-        let token = *self.order.front()?;
-        self.get(token).map(|p| (token, p.deadline()))
-    }
+/// `d` after `t`, or a far-off instant when that is beyond what the clock can hold (a
+/// configured "never").
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// One downstream connection's state outside the socket.
@@ -311,14 +328,13 @@ struct Downstream<'h> {
     completion_tx: Option<mpsc::UnboundedSender<Completion>>,
     completion_rx: Option<mpsc::UnboundedReceiver<Completion>>,
     pending: PendingTable<Pending>,
-    /// Fires at the oldest pending request's deadline (or a little before).
+    /// Fires at the earliest deadline of the pending requests (or a little before).
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// When the last bytes came from the client, and a timer that fires no earlier than the
-    /// idle timeout after that (reset only when it fires: no timer work per request).
+    /// When the connection last showed activity (bytes from the client, its last reply, a
+    /// frame of its pinned session), and a timer that fires no earlier than the idle timeout
+    /// after that (reset only when it fires: no timer work per request).
     last_activity: Instant,
     idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// A reply went out since the idle timer was armed (also activity).
-    replied: bool,
     pinned: Option<Pinned>,
     out_of_band: Option<mpsc::UnboundedReceiver<Message>>,
 }
@@ -351,7 +367,6 @@ async fn serve(
         timer: None,
         last_activity: Instant::now(),
         idle_timer: None,
-        replied: false,
         pinned: None,
         out_of_band: None,
     };
@@ -400,22 +415,19 @@ async fn serve(
                 // Pushes, pub/sub messages and stream frames of the pinned session, as they
                 // come; they count as activity for the idle timeout.
                 Some(frame) => {
-                    d.replied = true;
+                    d.last_activity = Instant::now();
                     emit(&mut *d.codec, &mut d.reorder, &mut d.wbuf, None, &frame)
                 }
                 None => Err("the pinned upstream connection closed".to_owned()),
             },
             () = fire(&mut d.idle_timer), if reading => {
                 let now = Instant::now();
-                if std::mem::take(&mut d.replied) {
-                    d.last_activity = d.last_activity.max(now);
-                }
-                let quiet_until = d.last_activity + idle_timeout;
+                let quiet_until = later(d.last_activity, idle_timeout);
                 if d.in_flight == 0 && quiet_until <= now {
                     return Err("idle timeout".into());
                 }
                 // Busy, or bytes came since it was armed: look again later.
-                let next = quiet_until.max(now + idle_timeout / 8);
+                let next = quiet_until.max(later(now, (idle_timeout / 8).max(Duration::from_millis(1))));
                 d.idle_timer = Some(Box::pin(tokio::time::sleep_until(next)));
                 Ok(())
             }
@@ -543,7 +555,7 @@ impl Downstream<'_> {
                 rt: rt.clone(),
                 route_index: index,
                 hash,
-                deadline: self.last_activity + rt.request_timeout,
+                deadline: later(self.last_activity, rt.request_timeout),
                 retry_copy: (rt.retry.max_retries > 0).then(|| Box::new(msg.clone())),
                 cluster: cluster.clone(),
                 endpoint: None,
@@ -556,7 +568,8 @@ impl Downstream<'_> {
             Dispatch::Sent(endpoint) => {
                 if let Some(p) = token.and_then(|t| self.pending.get_mut(t)) {
                     p.endpoint = Some(endpoint);
-                    self.arm_timer();
+                    let deadline = p.deadline;
+                    self.arm_timer(deadline);
                 }
                 Ok(())
             }
@@ -631,19 +644,17 @@ impl Downstream<'_> {
     /// Times out the fast-path requests whose deadline has passed.
     fn on_timer(&mut self) -> Result<(), String> {
         self.timer = None;
-        let now = Instant::now();
         let mut result = Ok(());
-        while let Some((token, deadline)) = self.pending.oldest() {
-            if deadline > now {
-                break;
-            }
+        for token in self.pending.expired(Instant::now()) {
             if let Some(mut p) = self.pending.remove(token) {
                 p.end(Attempt::TimedOut);
                 let timeout = p.rt.request_timeout;
                 result = result.and(self.after_attempt(p, Err(CallError::Timeout(timeout))));
             }
         }
-        self.arm_timer();
+        if let Some(next) = self.pending.earliest() {
+            self.arm_timer(next);
+        }
         result
     }
 
@@ -689,7 +700,10 @@ impl Downstream<'_> {
     /// Writes the reply for one finished request.
     fn on_done(&mut self, done: Done) -> Result<(), String> {
         self.in_flight -= 1;
-        self.replied = true;
+        if self.in_flight == 0 {
+            // Idle from now on: one clock read per quiet period, not per request.
+            self.last_activity = Instant::now();
+        }
         finish(
             &mut *self.codec,
             &mut self.reorder,
@@ -699,14 +713,12 @@ impl Downstream<'_> {
         )
     }
 
-    /// Arms the timer at the oldest pending request's deadline, unless it is armed already
-    /// (it then fires no later than that).
-    fn arm_timer(&mut self) {
-        if self.timer.is_some() {
-            return;
-        }
-        if let Some((_, deadline)) = self.pending.oldest() {
-            self.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+    /// Makes the timer fire no later than `deadline`.
+    fn arm_timer(&mut self, deadline: Instant) {
+        match &mut self.timer {
+            Some(t) if t.deadline() <= deadline => {}
+            Some(t) => t.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
     }
 
@@ -746,7 +758,10 @@ fn finish(
                 reply.set_correlation(id);
             }
             if let (Some(rt), Some(i)) = (&done.route, done.route_index) {
-                rt.router.routes()[i].mutate_response(reply.metadata_mut());
+                // The runtime may have changed since (reload, RDS): its routes may be fewer.
+                if let Some(route) = rt.router.routes().get(i) {
+                    route.mutate_response(reply.metadata_mut());
+                }
             }
             Some(reply)
         }
@@ -972,7 +987,9 @@ async fn pin_and_send(
         *out_of_band = Some(rx);
     } else if let Some(p) = pinned.as_ref() {
         // The session stays on its server; the pinning route's mutation still applies.
-        rt.route_requests[p.route_index].inc();
+        if let Some(count) = rt.route_requests.get(p.route_index) {
+            count.inc();
+        }
         if let Some(route) = rt.router.routes().get(p.route_index) {
             route.mutate_request(msg.metadata_mut());
         }
@@ -984,11 +1001,14 @@ async fn pin_and_send(
             detail: "no pinned upstream connection".into(),
         });
     };
-    let rx = p
-        .cluster
-        .send_on(&p.conn, msg, expects)
-        .await
-        .map_err(|e| Local::from_call(Some(p.route_index), e))?;
+    let timeout = rt.request_timeout;
+    let sent = tokio::time::timeout_at(
+        deadline_after(timeout),
+        p.cluster.send_on(&p.conn, msg, expects),
+    )
+    .await
+    .unwrap_or(Err(CallError::Timeout(timeout)));
+    let rx = sent.map_err(|e| Local::from_call(Some(p.route_index), e))?;
     Ok((p.route_index, rx))
 }
 
@@ -1131,31 +1151,44 @@ mod tests {
             t.remove(a).is_none(),
             "a late reply to the old request is dropped"
         );
-        assert!(t.get(b).is_some());
+        assert!(t.remove(b).is_some());
+        assert!(t.remove(b).is_none(), "removed once");
+        assert_eq!(t.free.len(), 1, "the slot is free once, not twice");
     }
 
     #[test]
-    fn finished_requests_leave_the_deadline_order_without_waiting_for_the_timer() {
+    fn expired_requests_are_found_whatever_order_they_were_sent_in() {
         let now = Instant::now();
+        let ms = Duration::from_millis;
         let mut t = PendingTable::default();
-        let tokens: Vec<u64> = (0..1000u64)
-            .map(|i| t.insert(Due(now + Duration::from_millis(i))))
-            .collect();
-        // Replies in order: the order queue stays as short as what is in flight.
-        for &tok in &tokens[..999] {
+        // A request with a long timeout, then (after a reload) shorter ones behind it.
+        let long = t.insert(Due(now + ms(30_000)));
+        let short = t.insert(Due(now + ms(1_000)));
+        let shorter = t.insert(Due(now + ms(500)));
+        assert_eq!(t.earliest(), Some(now + ms(500)));
+        let mut due = t.expired(now + ms(1_000));
+        due.sort_unstable();
+        let mut want = vec![short, shorter];
+        want.sort_unstable();
+        assert_eq!(due, want);
+        for tok in due {
             assert!(t.remove(tok).is_some());
         }
-        assert_eq!(t.order.len(), 1);
-        assert_eq!(
-            t.oldest(),
-            Some((tokens[999], now + Duration::from_millis(999)))
-        );
-        // A reply out of order waits behind the older request still in flight.
-        let x = t.insert(Due(now));
-        let y = t.insert(Due(now));
-        assert!(t.remove(y).is_some());
-        assert_eq!(t.order.len(), 3);
-        assert!(t.remove(tokens[999]).is_some() && t.remove(x).is_some());
-        assert!(t.order.is_empty() && t.oldest().is_none());
+        assert_eq!(t.earliest(), Some(now + ms(30_000)));
+        assert!(t.expired(now + ms(29_999)).is_empty());
+        assert!(t.remove(long).is_some());
+        assert_eq!(t.earliest(), None);
+        // A thousand requests answered in order leave no trace but free slots.
+        for i in 0..1000u64 {
+            let tok = t.insert(Due(now + ms(i)));
+            assert!(t.remove(tok).is_some());
+        }
+        assert!(t.slots.len() <= 3, "slots are reused: {}", t.slots.len());
+    }
+
+    #[test]
+    fn durations_beyond_the_clock_mean_never() {
+        let now = Instant::now();
+        assert!(later(now, Duration::MAX) > later(now, Duration::from_secs(3600)));
     }
 }

@@ -274,11 +274,14 @@ impl ConnTask {
         };
         let fresh = match msg.correlation() {
             Correlation::Id(_) if self.multiplexed => match self.ids.insert(reply) {
-                Some(fresh) => {
+                Ok(fresh) => {
                     msg.set_correlation(fresh);
                     Some(fresh)
                 }
-                None => return,
+                Err(reply) => {
+                    reply.send(Err(UpstreamError::IdsExhausted));
+                    return;
+                }
             },
             Correlation::Id(_) => {
                 self.single = Some(reply);
