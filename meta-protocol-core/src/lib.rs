@@ -85,7 +85,7 @@ pub use error::{
 };
 pub use header::{BinaryHeader, HeaderCodec, HeaderError, HeaderProtocol};
 pub use message::{Correlation, Message, MessageKind, RequestContext};
-pub use metadata::Metadata;
+pub use metadata::{Metadata, PIN_KEY};
 pub use registry::{CodecConfig, CodecOptions, CodecRegistry};
 pub use value::{INLINE_CAPACITY, MetaValue, NotUtf8};
 

@@ -36,6 +36,11 @@ use smallvec::SmallVec;
 use crate::MetaValue;
 use crate::value::Repr;
 
+/// The well-known key a codec sets to `"true"` on a request that makes its connection
+/// stateful (a transaction, a subscription, a stream): hosts then pin the downstream
+/// connection to one upstream connection.
+pub const PIN_KEY: &str = "pin";
+
 /// Entries kept inline before the list spills to the heap.
 const INLINE_ENTRIES: usize = 8;
 
@@ -412,12 +417,7 @@ impl Str {
     #[inline]
     fn int(v: i64) -> Str {
         let mut buf = [0u8; STR_INLINE];
-        let len = if v < 0 {
-            buf[0] = b'-';
-            1 + crate::value::render_u64(v.unsigned_abs(), &mut buf[1..21])
-        } else {
-            crate::value::render_u64(v as u64, &mut buf[..20])
-        };
+        let len = crate::value::render_i64(v, &mut buf);
         Str::Inline {
             len: len as u8,
             buf,
@@ -575,6 +575,17 @@ mod tests {
         md.insert("long", long.clone());
         assert_eq!(md.get("long"), Some(long.as_str()));
         assert_eq!(md.get_value("long").as_deref(), Some(long.as_str()));
+    }
+
+    #[test]
+    fn integers_are_rendered_inline() {
+        let mut md = Metadata::new();
+        md.append_int("min", i64::MIN);
+        md.append_int("neg", -42);
+        md.append_uint("max", u64::MAX);
+        assert_eq!(md.get("min"), Some(i64::MIN.to_string().as_str()));
+        assert_eq!(md.get("neg"), Some("-42"));
+        assert_eq!(md.get("max"), Some(u64::MAX.to_string().as_str()));
     }
 
     #[test]

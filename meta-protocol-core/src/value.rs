@@ -61,6 +61,18 @@ pub(crate) fn render_u64(v: u64, out: &mut [u8]) -> usize {
     len
 }
 
+/// Writes `v` in decimal at the start of `out` (at least 21 bytes: a sign and 20 digits);
+/// returns the number of bytes written.
+#[inline]
+pub(crate) fn render_i64(v: i64, out: &mut [u8]) -> usize {
+    if v < 0 {
+        out[0] = b'-';
+        1 + render_u64(v.unsigned_abs(), &mut out[1..21])
+    } else {
+        render_u64(v as u64, &mut out[..20])
+    }
+}
+
 /// The bytes given to [`MetaValue::from_utf8`] were not UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("metadata value is not valid UTF-8: {0}")]
@@ -116,16 +128,12 @@ impl MetaValue {
     /// Renders a signed integer in decimal, inline.
     #[inline]
     pub fn from_i64(v: i64) -> Self {
-        if v >= 0 {
-            return Self::from_u64(v as u64);
-        }
-        let MetaValue(Repr::Inline { len, buf: digits }) = Self::from_u64(v.unsigned_abs()) else {
-            unreachable!("from_u64 is always inline")
-        };
         let mut buf = [0u8; INLINE_CAPACITY];
-        buf[0] = b'-';
-        buf[1..=len as usize].copy_from_slice(&digits[..len as usize]);
-        MetaValue(Repr::Inline { len: len + 1, buf })
+        let len = render_i64(v, &mut buf);
+        MetaValue(Repr::Inline {
+            len: len as u8,
+            buf,
+        })
     }
 
     /// `"true"` or `"false"`.

@@ -210,8 +210,8 @@ pub mod keys {
     pub const FRAME_TYPE: &str = "frame_type";
     /// `"true"` on a request whose `RpcMeta` carries `stream_settings` (8): it opens a stream,
     /// so the connection is stateful from then on (the proxy pins it to one upstream
-    /// connection).
-    pub const PIN: &str = "pin";
+    /// connection; [`meta_protocol_core::PIN_KEY`]).
+    pub const PIN: &str = meta_protocol_core::PIN_KEY;
 
     /// Keys of `RpcRequestMeta` fields.
     pub const REQUEST_KEYS: [&str; 8] = [

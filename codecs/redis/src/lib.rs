@@ -140,8 +140,8 @@ pub mod keys {
     pub const KEYS: &str = "keys";
     /// Cluster hash slot of the first key.
     pub const SLOT: &str = "slot";
-    /// `"true"` when the command pins the connection.
-    pub const PIN: &str = "pin";
+    /// `"true"` when the command pins the connection ([`meta_protocol_core::PIN_KEY`]).
+    pub const PIN: &str = meta_protocol_core::PIN_KEY;
 }
 
 /// The name this codec registers under.
