@@ -172,9 +172,12 @@ pub(crate) fn map_entry(
 /// Whether a user field is exposed as metadata: a non-empty UTF-8 key that is not one of the
 /// fixed keys, with a UTF-8 value. Others travel untouched but are not routable.
 fn exposed(key: &[u8], value: &[u8]) -> bool {
-    !key.is_empty()
-        && std::str::from_utf8(value).is_ok()
-        && std::str::from_utf8(key).is_ok_and(|k| !keys::is_fixed(k))
+    exposed_key(key) && std::str::from_utf8(value).is_ok()
+}
+
+/// A user field key that can be exposed: not empty, UTF-8, and not a fixed key's name.
+fn exposed_key(key: &[u8]) -> bool {
+    !key.is_empty() && std::str::from_utf8(key).is_ok_and(|k| !keys::is_fixed(k))
 }
 
 /// Where a `RpcMeta` field could not be turned into metadata.
@@ -252,7 +255,9 @@ pub(crate) fn rpc_metadata(
             let Ok((k, v)) = map_entry(frame, r) else {
                 continue;
             };
-            if exposed(&frame[k.clone()], &frame[v.clone()]) {
+            // `record_frame` checks both for UTF-8 (and records nothing otherwise); only the
+            // key's other conditions are checked here.
+            if exposed_key(&frame[k.clone()]) {
                 md.record_frame(k, v);
             }
         }

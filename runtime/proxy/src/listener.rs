@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use meta_protocol_core::{
     Codec, Correlation, DecodeError, ErrorKind, ErrorReply, Message, MessageKind, NewCodec,
-    RequestContext, Role,
+    PIN_KEY, RequestContext, Role,
 };
 use meta_protocol_runtime::mux::Reorder;
 use meta_protocol_runtime::ratelimit::LocalRateLimit;
@@ -25,9 +25,6 @@ use crate::cluster::{
 };
 use crate::stats::Counter;
 use crate::upstream::{Completion, ReplyTo, UpstreamConn, UpstreamError};
-
-/// Metadata a codec sets to `"true"` on a request that makes its connection stateful.
-const PIN_KEY: &str = "pin";
 
 /// What one listener runs with; replaced whole on reload.
 pub(crate) struct ListenerRuntime {
@@ -585,26 +582,42 @@ impl Downstream<'_> {
                 if let Some(t) = token {
                     self.pending.remove(t);
                 }
-                let tx = self.done_sender();
-                let rt = rt.clone();
-                tokio::spawn(async move {
+                let waiting = rt.clone();
+                let outcome = async move {
                     let picked = Some(endpoint);
-                    let outcome =
-                        attempts(&rt, &cluster, msg, expects, hash, picked, 0, None).await;
-                    if expects {
-                        let route_index = Some(index);
-                        let _ = tx.send(Done {
-                            seq,
-                            ctx,
-                            route: Some(rt),
-                            route_index,
-                            outcome,
-                        });
-                    }
-                });
+                    attempts(&waiting, &cluster, msg, expects, hash, picked, 0, None).await
+                };
+                self.answer_later(expects, seq, ctx, rt, Some(index), outcome);
                 Ok(())
             }
         }
+    }
+
+    /// Waits for `outcome` in a task of its own (the waiting path), then answers the request
+    /// through the connection's queue of finished requests (nothing for one-way requests).
+    fn answer_later(
+        &mut self,
+        expects: bool,
+        seq: Option<u64>,
+        ctx: RequestContext,
+        rt: &Arc<ListenerRuntime>,
+        route_index: Option<usize>,
+        outcome: impl Future<Output = Outcome> + Send + 'static,
+    ) {
+        let tx = self.done_sender();
+        let route = Some(rt.clone());
+        tokio::spawn(async move {
+            let outcome = outcome.await;
+            if expects {
+                let _ = tx.send(Done {
+                    seq,
+                    ctx,
+                    route,
+                    route_index,
+                    outcome,
+                });
+            }
+        });
     }
 
     /// Answers a request that never left the proxy.
@@ -670,18 +683,9 @@ impl Downstream<'_> {
         let (seq, ctx) = (p.seq, p.ctx.clone());
         match p.retry_copy.take() {
             Some(msg) if retryable(&p.rt, &result).is_some() => {
-                let tx = self.done_sender();
                 let (rt, cluster, hash) = (p.rt.clone(), p.cluster.clone(), p.hash);
-                tokio::spawn(async move {
-                    let outcome = retry_after(&rt, &cluster, *msg, hash, result).await;
-                    let _ = tx.send(Done {
-                        seq,
-                        ctx,
-                        route: Some(rt),
-                        route_index,
-                        outcome,
-                    });
-                });
+                let outcome = async move { retry_after(&rt, &cluster, *msg, hash, result).await };
+                self.answer_later(true, seq, ctx, &p.rt, route_index, outcome);
                 Ok(())
             }
             _ => {
@@ -933,25 +937,14 @@ impl Downstream<'_> {
         .await;
         match sent {
             Ok((route_index, rx)) => {
-                let tx = self.done_sender();
                 let timeout = rt.request_timeout;
-                let rt = rt.clone();
-                tokio::spawn(async move {
-                    let outcome = match rx {
+                let outcome = async move {
+                    match rx {
                         None => Outcome::NoReply,
                         Some(rx) => outcome_of(await_reply(rx, timeout).await.map(Some)),
-                    };
-                    if expects {
-                        let route_index = Some(route_index);
-                        let _ = tx.send(Done {
-                            seq,
-                            ctx,
-                            route: Some(rt),
-                            route_index,
-                            outcome,
-                        });
                     }
-                });
+                };
+                self.answer_later(expects, seq, ctx, rt, Some(route_index), outcome);
                 Ok(())
             }
             Err(local) => {
