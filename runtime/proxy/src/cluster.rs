@@ -278,15 +278,16 @@ impl Cluster {
             .collect()
     }
 
-    fn pick(&self, hash: Option<u64>, random: u64, now: Instant) -> Option<usize> {
+    /// Picks an endpoint with the balancer, under the caller's lock of the core. Reads the
+    /// clock only when outlier detection is on.
+    fn pick_in(&self, core: &mut Core, hash: Option<u64>, random: u64) -> Option<usize> {
         let active: smallvec::SmallVec<[u32; 16]> = self
             .endpoints
             .iter()
             .map(|e| e.active.load(Ordering::Relaxed))
             .collect();
-        let mut core = self.core();
-        let core = &mut *core;
         if let Some(outlier) = &core.outlier {
+            let now = Instant::now();
             for i in 0..self.endpoints.len() {
                 core.balancer.set_healthy(i, !outlier.is_ejected(i, now));
             }
@@ -298,15 +299,18 @@ impl Cluster {
         })
     }
 
-    fn record(&self, endpoint: usize, ok: bool) {
-        let now = Instant::now();
-        let mut core = self.core();
+    /// Tells outlier detection how an attempt on `endpoint` went, under the caller's lock of
+    /// the core.
+    fn record_in(&self, core: &mut Core, endpoint: usize, ok: bool) {
         let Some(outlier) = core.outlier.as_mut() else {
             return;
         };
         if ok {
             outlier.success(endpoint);
-        } else if let OutlierEvent::Ejected(until) = outlier.failure(endpoint, now) {
+            return;
+        }
+        let now = Instant::now();
+        if let OutlierEvent::Ejected(until) = outlier.failure(endpoint, now) {
             self.stats.ejections.inc();
             tracing::warn!(
                 cluster = %self.name,
@@ -366,7 +370,7 @@ impl Cluster {
         out_of_band: mpsc::UnboundedSender<Message>,
     ) -> Result<UpstreamConn, CallError> {
         let i = self
-            .pick(hash, random, Instant::now())
+            .pick_in(&mut self.core(), hash, random)
             .ok_or(CallError::NoHealthy)?;
         if self.open_connections.load(Ordering::Relaxed) >= self.max_connections as usize {
             self.stats.overflows.inc();
@@ -382,7 +386,7 @@ impl Cluster {
             Some(out_of_band),
         )
         .await
-        .inspect_err(|_| self.record(i, false))?;
+        .inspect_err(|_| self.record_in(&mut self.core(), i, false))?;
         self.stats.connections_opened.inc();
         Ok(conn)
     }
@@ -437,12 +441,14 @@ impl Cluster {
     /// Starts an attempt: a request permit from the circuit breaker and an endpoint from the
     /// balancer. Every successful `begin` is followed by exactly one [`Cluster::end`].
     fn begin(&self, hash: Option<u64>, random: u64) -> Result<usize, CallError> {
-        if !self.core().breaker.try_acquire(Resource::Request) {
+        let mut core = self.core();
+        if !core.breaker.try_acquire(Resource::Request) {
+            drop(core);
             self.stats.overflows.inc();
             return Err(CallError::Overflow(Resource::Request));
         }
-        let Some(i) = self.pick(hash, random, Instant::now()) else {
-            self.core().breaker.release(Resource::Request);
+        let Some(i) = self.pick_in(&mut core, hash, random) else {
+            core.breaker.release(Resource::Request);
             return Err(CallError::NoHealthy);
         };
         self.endpoints[i].active.fetch_add(1, Ordering::Relaxed);
@@ -453,23 +459,27 @@ impl Cluster {
     pub(crate) fn end(&self, i: usize, attempt: Attempt) {
         let ep = &self.endpoints[i];
         ep.active.fetch_sub(1, Ordering::Relaxed);
-        match attempt {
+        let outcome = match attempt {
             Attempt::Replied => {
                 self.stats.replies.inc();
                 ep.replies.inc();
-                self.record(i, true);
+                Some(true)
             }
-            Attempt::Sent | Attempt::Abandoned => {}
+            Attempt::Sent | Attempt::Abandoned => None,
             Attempt::TimedOut => {
                 self.stats.timeouts.inc();
-                self.record(i, false);
+                Some(false)
             }
             Attempt::Failed => {
                 self.stats.failures.inc();
-                self.record(i, false);
+                Some(false)
             }
+        };
+        let mut core = self.core();
+        if let Some(ok) = outcome {
+            self.record_in(&mut core, i, ok);
         }
-        self.core().breaker.release(Resource::Request);
+        core.breaker.release(Resource::Request);
     }
 
     /// Sends `msg` without waiting when an endpoint's connection is open and has room: the
